@@ -1,0 +1,34 @@
+"""hf_dft_head: provably argmaxable sparse multi-label classification heads for transformers.
+
+Importing the package registers the model with the Auto classes:
+
+    import hf_dft_head
+    from transformers import AutoModel
+    model = AutoModel.from_pretrained("a-dft-checkpoint")
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+from .configuration import DFTConfig
+from .gale import gale_matrix
+from .layers import BottleneckHead, DenseHead, DFTHead, DFTLayer, dft_synthesis, prior_logit
+from .modeling import DFTForMultiLabelClassification, DFTPreTrainedModel
+
+__version__ = "0.1.0"
+
+AutoConfig.register(DFTConfig.model_type, DFTConfig)
+AutoModel.register(DFTConfig, DFTForMultiLabelClassification)
+AutoModelForSequenceClassification.register(DFTConfig, DFTForMultiLabelClassification)
+
+__all__ = [
+    "BottleneckHead",
+    "DFTConfig",
+    "DFTForMultiLabelClassification",
+    "DFTHead",
+    "DFTLayer",
+    "DFTPreTrainedModel",
+    "DenseHead",
+    "dft_synthesis",
+    "gale_matrix",
+    "prior_logit",
+]

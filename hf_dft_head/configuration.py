@@ -1,0 +1,116 @@
+"""Configuration of a multi-label classifier: any encoder plus a DFT (or baseline) output head."""
+
+from __future__ import annotations
+
+from transformers import AutoConfig, PretrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from .gale import check_dft_sizes
+
+HEAD_KINDS = ("dft", "bottleneck", "dense")
+POOLINGS = ("cls", "mean")
+DFT_PATH_CHOICES = ("auto", "fft", "matmul")
+
+
+class DFTConfig(PretrainedConfig):
+    r"""Configuration of [`DFTForMultiLabelClassification`].
+
+    Args:
+        encoder (`dict` or `PretrainedConfig`):
+            The configuration of the encoder (any `AutoModel` architecture: BERT, RoBERTa, DistilBERT,
+            ModernBERT, ...). Stored nested; pass `encoder_model.config.to_dict()` rather than the live object.
+        k (`int`, defaults to 10):
+            The guaranteed sparsity of the DFT head: every label set of at most `k` labels is argmaxable.
+        slack_dims (`int`, defaults to 0):
+            Trainable slack columns appended to the fixed DFT matrix. They keep the guarantee and add
+            capacity; 2k + 1 + slack_dims must not exceed the number of labels nor the encoder width.
+        head_kind (`str`, defaults to `"dft"`):
+            `"dft"`, or one of the baselines for like-for-like comparison: `"bottleneck"` (d -> r -> n)
+            and `"dense"` (the usual sigmoid classifier d -> n).
+        bottleneck_dim (`int`, defaults to 32):
+            `r` of the bottleneck head (ignored by the other heads).
+        pooling (`str`, defaults to `"cls"`):
+            `"cls"` (first token) or `"mean"` (mean over non-padding tokens).
+        classifier_dropout (`float`, defaults to 0.1):
+            Dropout on the pooled features before the head.
+        dft_path (`str`, defaults to `"auto"`):
+            How `G @ x` is computed: `"fft"` (inverse real FFT, O(n log n)), `"matmul"` (cached G) or `"auto"`.
+        freeze_encoder (`bool`, defaults to `False`):
+            Freeze the encoder's parameters (train the head only).
+        initializer_range (`float`, defaults to 0.02):
+            Standard deviation of the head's random weights.
+    """
+
+    model_type = "dft_multilabel"
+    sub_configs_defaults = {"encoder": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+
+    encoder: dict | PretrainedConfig | None = None
+    k: int = 10
+    slack_dims: int = 0
+    head_kind: str = "dft"
+    bottleneck_dim: int = 32
+    pooling: str = "cls"
+    classifier_dropout: float = 0.1
+    dft_path: str = "auto"
+    freeze_encoder: bool = False
+    initializer_range: float = 0.02
+    problem_type: str | None = "multi_label_classification"
+
+    def __post_init__(self, **kwargs):
+        num_labels = kwargs.get("num_labels")
+        if num_labels is not None and self.id2label is not None and len(self.id2label) != num_labels:
+            raise ValueError(
+                f"id2label has {len(self.id2label)} entries but num_labels={num_labels}: give one entry per label, "
+                "or drop num_labels and let it follow id2label."
+            )
+        super().__post_init__(**kwargs)
+        if self.head_kind not in HEAD_KINDS:
+            raise ValueError(f"head_kind must be one of {HEAD_KINDS}, got {self.head_kind!r}.")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}.")
+        if self.dft_path not in DFT_PATH_CHOICES:
+            raise ValueError(f"dft_path must be one of {DFT_PATH_CHOICES}, got {self.dft_path!r}.")
+        if self.problem_type != "multi_label_classification":
+            raise ValueError(
+                f"problem_type must be 'multi_label_classification' for this model, got {self.problem_type!r}."
+            )
+        if self.label2id is None and self.id2label is not None:
+            self.label2id = {label: i for i, label in self.id2label.items()}
+
+    @property
+    def hidden_size(self) -> int:
+        """Width ``d`` of the encoder features fed to the head."""
+        return int(self.encoder.hidden_size)
+
+    @property
+    def head_input_width(self) -> int:
+        """Width of the space the head decides in: ``2k+1+s`` (DFT), ``r`` (bottleneck) or ``d`` (dense)."""
+        if self.head_kind == "dft":
+            return 2 * self.k + 1 + self.slack_dims
+        if self.head_kind == "bottleneck":
+            return self.bottleneck_dim
+        return self.hidden_size
+
+    def check_head_sizes(self) -> None:
+        """Raise a ``ValueError`` naming the limit when the head cannot be built or loses its guarantee.
+
+        Called when a model is constructed, so bad sizes fail there and not in a forward pass.
+        """
+        n = self.num_labels
+        if self.id2label is not None and len(self.id2label) != n:
+            raise ValueError(f"id2label has {len(self.id2label)} entries but num_labels={n}.")
+        if self.head_kind == "dft":
+            check_dft_sizes(n, self.k, self.slack_dims)
+            width = 2 * self.k + 1 + self.slack_dims
+            if width > self.hidden_size:
+                raise ValueError(
+                    f"2k+1+slack_dims = {width} exceeds the encoder hidden size {self.hidden_size}: the projection "
+                    "x = P h + c cannot be onto, so the argmaxability guarantee would not transfer from the head to "
+                    f"the encoder's features. Use k <= {(self.hidden_size - 1 - self.slack_dims) // 2} or fewer "
+                    "slack dimensions."
+                )
+        elif self.head_kind == "bottleneck" and self.bottleneck_dim < 1:
+            raise ValueError(f"bottleneck_dim must be >= 1, got {self.bottleneck_dim}.")
+
+
+__all__ = ["DFTConfig"]

@@ -1,0 +1,60 @@
+"""The cyclic Gale matrix of the DFT output layer, in float64 numpy.
+
+This module is deliberately free of torch and transformers so that the verifier and
+the certificate code can recompute G exactly, and so that it can be copied into a
+remote-code checkpoint next to the layer (sibling relative imports only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_dft_sizes(num_labels: int, k: int, slack_dims: int = 0) -> None:
+    """Raise a ``ValueError`` naming the limit when (n, k, s) cannot form a DFT layer.
+
+    The layer needs ``k >= 1``, ``slack_dims >= 0`` and ``2k + 1 + slack_dims <= n``:
+    with more columns than labels G would no longer have orthonormal columns and the
+    layer would be no smaller than a dense head.
+    """
+    if not isinstance(num_labels, (int, np.integer)) or num_labels < 1:
+        raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}.")
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k (the guaranteed sparsity) must be an integer >= 1, got {k!r}.")
+    if not isinstance(slack_dims, (int, np.integer)) or slack_dims < 0:
+        raise ValueError(f"slack_dims must be an integer >= 0, got {slack_dims!r}.")
+    width = 2 * k + 1 + slack_dims
+    if width > num_labels:
+        raise ValueError(
+            f"2k+1+slack_dims = {width} exceeds num_labels = {num_labels}: the DFT layer needs at most "
+            f"as many columns as labels. Use k <= {max((num_labels - 1 - slack_dims) // 2, 0)} "
+            f"with slack_dims={slack_dims}, or fewer slack dimensions."
+        )
+
+
+def gale_matrix(num_labels: int, k: int) -> np.ndarray:
+    """The fixed cyclic Gale matrix ``G`` of shape ``(n, 2k + 1)`` in float64.
+
+    Row ``j`` (angle ``t_j = 2 pi j / n``) is
+    ``[1/sqrt(n), sqrt(2/n) cos(t_j), sqrt(2/n) sin(t_j), ..., sqrt(2/n) cos(k t_j), sqrt(2/n) sin(k t_j)]``.
+    The columns are orthonormal (``G.T @ G == I``) because ``2k + 1 <= n``.
+
+    Args:
+        num_labels: ``n``, the number of labels (rows).
+        k: the guaranteed sparsity; every label set of at most ``k`` labels is argmaxable.
+
+    Returns:
+        ``np.ndarray`` of shape ``(n, 2k + 1)``, dtype float64.
+    """
+    check_dft_sizes(num_labels, k)
+    n = int(num_labels)
+    # Reduce m * j modulo n before scaling: the angle stays in [0, 2 pi) and keeps full
+    # float64 accuracy even for n in the millions.
+    j = np.arange(n, dtype=np.int64)
+    harmonics = np.arange(1, k + 1, dtype=np.int64)
+    angles = 2.0 * np.pi * ((j[:, None] * harmonics[None, :]) % n) / n  # (n, k)
+    g = np.empty((n, 2 * k + 1), dtype=np.float64)
+    g[:, 0] = 1.0 / np.sqrt(n)
+    g[:, 1::2] = np.sqrt(2.0 / n) * np.cos(angles)
+    g[:, 2::2] = np.sqrt(2.0 / n) * np.sin(angles)
+    return g

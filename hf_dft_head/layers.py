@@ -1,0 +1,277 @@
+"""Multi-label output layers as plain torch modules: the DFT head and its two baselines.
+
+Every head maps encoder features ``h`` of shape ``(..., d)`` to label logits ``z`` of
+shape ``(..., n)`` and exposes ``effective_head()``: the weight ``(n, m)`` and bias
+``(n,)`` of its last affine map, in the head's *own* input space of width ``m``.
+That is the space in which argmaxability is decided exactly (see DESIGN.md section 4):
+
+- ``DenseHead``       z = W h + b                      m = d
+- ``BottleneckHead``  z = W2 (W1 h + b1) + b2          m = r
+- ``DFTHead``         x = P h + c,  z = G x[:D] + S x[D:]   m = D + s,  D = 2k + 1
+
+No transformers imports here: this module is tested and benchmarked on its own, and is
+copied into remote-code checkpoints next to ``modeling.py`` (sibling imports only).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from .gale import check_dft_sizes, gale_matrix
+
+DFT_PATHS = ("auto", "fft", "matmul")
+
+
+def prior_logit(num_labels: int, k: int) -> float:
+    """``logit(k / n)``: the log-odds of a label when k of n labels are on, the DFT head's initial logit."""
+    p = min(max(k / num_labels, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+def choose_dft_path(num_labels: int, k: int) -> str:
+    """The faster of ``"fft"`` and ``"matmul"`` for ``G @ x`` at this size, on CPU, forward plus backward.
+
+    The matmul costs ``O(n (2k+1))`` per example and the inverse real FFT ``O(n log n)``
+    with a larger constant; ``benchmarks/head_speed.py`` measures both. Measured on 2 CPU
+    cores (see the README table), the FFT wins once ``2k + 1`` exceeds a few times ``log2 n``.
+    """
+    return "fft" if 2 * k + 1 > 2 * math.log2(max(num_labels, 2)) else "matmul"
+
+
+def dft_synthesis(x: torch.Tensor, num_labels: int) -> torch.Tensor:
+    """``G @ x`` for the cyclic Gale matrix via an inverse real FFT.
+
+    Args:
+        x: ``(..., 2k + 1)`` coefficients ``[x_0, a_1, b_1, ..., a_k, b_k]``.
+        num_labels: ``n``; requires ``2k + 1 <= n``.
+
+    Returns:
+        ``(..., n)`` with ``z_j = x_0 / sqrt(n) + sqrt(2/n) sum_m (a_m cos(m t_j) + b_m sin(m t_j))``.
+
+    With ``norm="ortho"`` irfft gives ``z_j = (1/sqrt n) [X_0 + 2 Re sum_m X_m e^{i m t_j}]``,
+    so ``X_0 = x_0`` and ``X_m = (a_m - i b_m) / sqrt 2`` (the conjugate gives the ``+sin`` sign).
+    """
+    in_dtype = x.dtype
+    if in_dtype not in (torch.float32, torch.float64):
+        # CPU FFTs support only float32/float64; half precision is upcast and cast back.
+        x = x.float()
+    cos_part = x[..., 1::2] / math.sqrt(2.0)  # (..., k)
+    sin_part = x[..., 2::2] / math.sqrt(2.0)  # (..., k)
+    real = torch.cat([x[..., :1], cos_part], dim=-1)  # (..., k + 1)
+    imag = torch.cat([torch.zeros_like(x[..., :1]), -sin_part], dim=-1)  # (..., k + 1)
+    spectrum = torch.complex(real, imag)
+    z = torch.fft.irfft(spectrum, n=num_labels, dim=-1, norm="ortho")
+    return z.to(in_dtype)
+
+
+class DFTLayer(nn.Module):
+    """The fixed DFT output layer with optional trainable slack columns: ``z = G x[:D] + S x[D:]``.
+
+    ``G`` (``n x (2k+1)``) is never a parameter: it is applied by an inverse real FFT, or by
+    a matmul with a lazily cached copy (computed on first use on the input's device and dtype,
+    so it is never garbage after meta-device construction in ``from_pretrained``).
+
+    Args:
+        num_labels: ``n``.
+        k: guaranteed sparsity: every label set of at most k labels is argmaxable.
+        slack_dims: ``s`` trainable slack columns ``S`` of shape ``(n, s)``; zero-initialised so
+            the initial logits are exactly those of the pure layer.
+        path: ``"auto"`` (pick by size, see ``choose_dft_path``), ``"fft"`` or ``"matmul"``.
+
+    Shapes: input ``(..., 2k + 1 + s)`` -> output ``(..., n)``.
+    """
+
+    def __init__(self, num_labels: int, k: int, slack_dims: int = 0, path: str = "auto"):
+        super().__init__()
+        check_dft_sizes(num_labels, k, slack_dims)
+        if path not in DFT_PATHS:
+            raise ValueError(f"path must be one of {DFT_PATHS}, got {path!r}.")
+        self.num_labels = int(num_labels)
+        self.k = int(k)
+        self.slack_dims = int(slack_dims)
+        self.path = path
+        self.slack = nn.Parameter(torch.zeros(num_labels, slack_dims)) if slack_dims > 0 else None
+        self._gale_cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    @property
+    def in_features(self) -> int:
+        """Width of the layer's input: ``2k + 1 + slack_dims``."""
+        return 2 * self.k + 1 + self.slack_dims
+
+    @property
+    def resolved_path(self) -> str:
+        """The path actually used: ``path`` unless it is ``"auto"``."""
+        return choose_dft_path(self.num_labels, self.k) if self.path == "auto" else self.path
+
+    def gale(self, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The cached Gale matrix ``G`` of shape ``(n, 2k + 1)`` on ``device`` in ``dtype``."""
+        key = (torch.device(device) if device is not None else torch.device("cpu"), dtype)
+        if key not in self._gale_cache:
+            # Computed in float64 then cast, so every dtype gets the correctly rounded matrix.
+            self._gale_cache[key] = torch.from_numpy(gale_matrix(self.num_labels, self.k)).to(*key)
+        return self._gale_cache[key]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., 2k + 1 + s)`` -> logits ``(..., n)``."""
+        if x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"DFTLayer expects inputs of width 2k+1+slack_dims = {self.in_features}, got {x.shape[-1]}."
+            )
+        fixed = x[..., : 2 * self.k + 1]
+        if self.resolved_path == "fft":
+            z = dft_synthesis(fixed, self.num_labels)
+        else:
+            z = fixed @ self.gale(x.device, x.dtype).T
+        if self.slack is not None:
+            z = z + x[..., 2 * self.k + 1 :] @ self.slack.to(x.dtype).T
+        return z
+
+    def effective_matrix(self) -> np.ndarray:
+        """``[G | S]`` of shape ``(n, 2k + 1 + s)`` in float64: the layer as an explicit matrix."""
+        g = gale_matrix(self.num_labels, self.k)
+        if self.slack is None:
+            return g
+        return np.concatenate([g, self.slack.detach().double().cpu().numpy()], axis=1)
+
+    def extra_repr(self) -> str:
+        return f"num_labels={self.num_labels}, k={self.k}, slack_dims={self.slack_dims}, path={self.path!r}"
+
+
+class DFTHead(nn.Module):
+    """Encoder features to logits through the DFT layer: ``x = P h + c``, ``z = G x[:D] + S x[D:]``.
+
+    Initialisation (Grivas et al.): ``c_0 = logit(k/n) sqrt(n)`` and ``S = 0``. The columns
+    ``1..2k`` of G sum to zero over the circle, so an example's mean logit over labels is
+    ``logit(k/n) + (P_0 . h) / sqrt(n)``: the prior plus a small random term. ``P`` is fully
+    random (not a zero row 0) so that it has full row rank from the first step, which is what
+    transfers the guarantee from the head's input space to the encoder's features.
+
+    Shapes: ``(..., d)`` -> ``(..., n)``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_labels: int,
+        k: int,
+        slack_dims: int = 0,
+        path: str = "auto",
+        init_std: float = 0.02,
+    ):
+        super().__init__()
+        self.dft = DFTLayer(num_labels, k, slack_dims, path)
+        # P and c are direct parameters (not an nn.Linear child) so that transformers' weight
+        # initialisation, which visits parameter-owning modules, reaches this module's prior init.
+        self.weight = nn.Parameter(torch.empty(self.dft.in_features, in_features))  # P: (D + s, d)
+        self.bias = nn.Parameter(torch.empty(self.dft.in_features))  # c: (D + s,)
+        self.init_std = init_std
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Random ``P`` (normal, ``init_std``), prior-logit ``c``, zero slack columns."""
+        with torch.no_grad():
+            self.weight.normal_(0.0, self.init_std)
+            self.bias.zero_()
+            self.bias[0] = prior_logit(self.dft.num_labels, self.dft.k) * math.sqrt(self.dft.num_labels)
+            if self.dft.slack is not None:
+                self.dft.slack.zero_()
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """``x = P h + c``: ``(..., d)`` -> ``(..., 2k + 1 + s)``."""
+        return nn.functional.linear(features, self.weight, self.bias)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``(..., d)`` -> ``(..., n)``."""
+        return self.dft(self.project(features))
+
+    def effective_head(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(W, b)`` of the last affine map in the head's own input space: ``([G | S], 0)``.
+
+        Shapes ``(n, D + s)`` and ``(n,)``, float64.
+        """
+        weight = self.dft.effective_matrix()
+        return weight, np.zeros(weight.shape[0])
+
+    def projection(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(P, c)`` in float64, shapes ``(D + s, d)`` and ``(D + s,)``."""
+        return self.weight.detach().double().cpu().numpy(), self.bias.detach().double().cpu().numpy()
+
+
+class DenseHead(nn.Module):
+    """The usual sigmoid classifier ``z = W h + b``. Shapes: ``(..., d)`` -> ``(..., n)``."""
+
+    def __init__(self, in_features: int, num_labels: int, init_std: float = 0.02):
+        super().__init__()
+        self.classifier = nn.Linear(in_features, num_labels)
+        self.init_std = init_std
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Normal weights with ``init_std`` and zero bias, as transformers initialises classifiers."""
+        with torch.no_grad():
+            self.classifier.weight.normal_(0.0, self.init_std)
+            self.classifier.bias.zero_()
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``(..., d)`` -> ``(..., n)``."""
+        return self.classifier(features)
+
+    def effective_head(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(W, b)`` in float64, shapes ``(n, d)`` and ``(n,)``."""
+        return (
+            self.classifier.weight.detach().double().cpu().numpy(),
+            self.classifier.bias.detach().double().cpu().numpy(),
+        )
+
+
+class BottleneckHead(nn.Module):
+    """The low-rank "BSL" baseline ``z = W2 (W1 h + b1) + b2`` (no nonlinearity, rank <= r).
+
+    Shapes: ``(..., d)`` -> ``(..., r)`` -> ``(..., n)``.
+    """
+
+    def __init__(self, in_features: int, num_labels: int, bottleneck_dim: int, init_std: float = 0.02):
+        super().__init__()
+        if bottleneck_dim < 1:
+            raise ValueError(f"bottleneck_dim must be >= 1, got {bottleneck_dim}.")
+        self.down = nn.Linear(in_features, bottleneck_dim)
+        self.up = nn.Linear(bottleneck_dim, num_labels)
+        self.init_std = init_std
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Normal weights with ``init_std`` and zero biases."""
+        with torch.no_grad():
+            for linear in (self.down, self.up):
+                linear.weight.normal_(0.0, self.init_std)
+                linear.bias.zero_()
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """``(..., d)`` -> ``(..., n)``."""
+        return self.up(self.down(features))
+
+    def effective_head(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(W2, b2)`` in float64, shapes ``(n, r)`` and ``(n,)``: decided in the r-dim middle space."""
+        return self.up.weight.detach().double().cpu().numpy(), self.up.bias.detach().double().cpu().numpy()
+
+    def projection(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(W1, b1)`` in float64, shapes ``(r, d)`` and ``(r,)``: encoder features to the middle space."""
+        return self.down.weight.detach().double().cpu().numpy(), self.down.bias.detach().double().cpu().numpy()
+
+
+def head_parameter_count(kind: str, in_features: int, num_labels: int, **sizes: int) -> int:
+    """Trainable head parameters: dense ``d n + n``; bottleneck ``d r + r + r n + n``; DFT ``d (D+s) + (D+s) + s n``."""
+    d, n = in_features, num_labels
+    if kind == "dense":
+        return d * n + n
+    if kind == "bottleneck":
+        r = sizes["bottleneck_dim"]
+        return d * r + r + r * n + n
+    if kind == "dft":
+        width = 2 * sizes["k"] + 1 + sizes.get("slack_dims", 0)
+        return d * width + width + sizes.get("slack_dims", 0) * n
+    raise ValueError(f"Unknown head kind {kind!r}; expected 'dft', 'bottleneck' or 'dense'.")
