@@ -35,11 +35,15 @@ def prior_logit(num_labels: int, k: int) -> float:
 def choose_dft_path(num_labels: int, k: int) -> str:
     """The faster of ``"fft"`` and ``"matmul"`` for ``G @ x`` at this size, on CPU, forward plus backward.
 
-    The matmul costs ``O(n (2k+1))`` per example and the inverse real FFT ``O(n log n)``
-    with a larger constant; ``benchmarks/head_speed.py`` measures both. Measured on 2 CPU
-    cores (see the README table), the FFT wins once ``2k + 1`` exceeds a few times ``log2 n``.
+    The matmul costs ``O(n (2k+1))`` per example and the inverse real FFT ``O(n log n)`` with a
+    much larger constant. ``benchmarks/head_speed.py`` measured (README table) that the matmul
+    wins for every ``2k + 1 <= 101`` at n = 1k..1M, and the FFT from about ``2k + 1 ~ 100..115``
+    at n >= 10k. The FFT is also chosen when the cached G would exceed 256 MB (float32), so
+    that the head's small memory is not given back to a cache.
     """
-    return "fft" if 2 * k + 1 > 2 * math.log2(max(num_labels, 2)) else "matmul"
+    width = 2 * k + 1
+    cache_bytes = 4 * num_labels * width
+    return "fft" if width > 128 or cache_bytes > 256 * 2**20 else "matmul"
 
 
 def dft_synthesis(x: torch.Tensor, num_labels: int) -> torch.Tensor:
