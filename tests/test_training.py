@@ -1,0 +1,245 @@
+"""The Accelerate training loop: frozen and full fine-tuning, resume after a kill, two real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO_ROOT
+from transformers import AutoModel
+
+from hf_dft_head import DFTForMultiLabelClassification
+from hf_dft_head.cli import main as cli_main
+
+WORDS = {
+    "water": "water",
+    "food": "food",
+    "shelter": "shelter",
+    "medical": "medical_help",
+    "fire": "fire",
+    "flood": "floods",
+    "storm": "storm",
+    "child": "child_alone",
+    "death": "death",
+    "aid": "aid_related",
+    "power": "electricity",
+    "road": "transport",
+}
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+@pytest.fixture(scope="module")
+def toy_data(tmp_path_factory) -> dict[str, str]:
+    """Train 64 rows, validation 37 (an uneven last batch), test 30; labels follow words in the text."""
+    folder = tmp_path_factory.mktemp("toy_data")
+    rng = random.Random(0)
+    words = list(WORDS)
+
+    def rows(count: int) -> list[dict]:
+        out = []
+        for _ in range(count):
+            chosen = rng.sample(words, rng.randint(0, 3))
+            filler = " ".join(rng.choice(["please", "we", "need", "now", "the", "village", "help"]) for _ in range(4))
+            out.append({"text": f"{filler} {' '.join(chosen)}", "labels": sorted(WORDS[w] for w in chosen)})
+        return out
+
+    files = {}
+    for split, count in (("train", 64), ("validation", 37), ("test", 30)):
+        files[split] = str(folder / f"{split}.jsonl")
+        write_jsonl(Path(files[split]), rows(count))
+    return files
+
+
+def train_args(data: dict[str, str], output_dir: Path, minilm_path: str, *extra: str) -> list[str]:
+    return [
+        "train",
+        "--encoder",
+        minilm_path,
+        "--encoder-layers",
+        "1",
+        "--data-files",
+        f"train={data['train']}",
+        f"validation={data['validation']}",
+        f"test={data['test']}",
+        "--label-column",
+        "labels",
+        "--output-dir",
+        str(output_dir),
+        "--k",
+        "3",
+        "--slack-dims",
+        "2",
+        "--batch-size",
+        "8",
+        "--eval-batch-size",
+        "8",
+        "--dropout",
+        "0",
+        "--learning-rate",
+        "0.01",
+        "--logging-steps",
+        "1",
+        *extra,
+    ]
+
+
+def head_state(path: Path) -> dict[str, torch.Tensor]:
+    model = AutoModel.from_pretrained(path)
+    return {name: value.clone() for name, value in model.head.state_dict().items()}
+
+
+def test_frozen_encoder_training_end_to_end(toy_data, minilm_path, tmp_path):
+    out = tmp_path / "run"
+    args = train_args(toy_data, out, minilm_path, "--freeze-encoder", "--epochs", "12", "--learning-rate", "0.05")
+    assert cli_main(args) == 0
+    model = AutoModel.from_pretrained(out)
+    assert isinstance(model, DFTForMultiLabelClassification)
+    assert model.config.k == 3 and model.config.num_labels == len(model.config.id2label) <= 12
+    results = json.loads((out / "eval_results.json").read_text())
+    # every evaluation example counted exactly once
+    assert results["validation"]["examples"] == results["validation"]["unique_examples"] == 37
+    assert results["test"]["examples"] == 30
+    # The labels are a function of the words: even a frozen 1-layer encoder learns them well past chance
+    # (a label is in ~1.5/12 of the rows, so p@1 by chance is ~0.125; empty rows count as 0 in p@1).
+    assert results["test"]["p@1"] > 0.35, results["test"]
+    assert len(results["history"]) == 12
+    logs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert any("loss" in record for record in logs) and any("eval" in record for record in logs)
+    # the pretrained encoder is untouched by training
+    reference = AutoModel.from_pretrained(minilm_path, num_hidden_layers=1)
+    torch.testing.assert_close(
+        model.encoder.embeddings.word_embeddings.weight, reference.embeddings.word_embeddings.weight
+    )
+    statistics = json.loads((out / "label_statistics.json").read_text())["statistics"]
+    assert statistics["train"]["examples"] == 64 and "share_over_k" in statistics["test"]
+
+
+@pytest.mark.parametrize("head", ["bottleneck", "dense"])
+def test_full_fine_tuning_updates_encoder_for_baseline_heads(toy_data, minilm_path, tmp_path, head):
+    out = tmp_path / head
+    args = train_args(toy_data, out, minilm_path, "--head", head, "--bottleneck-dim", "4", "--epochs", "1")
+    assert cli_main([*args, "--encoder-learning-rate", "1e-3"]) == 0
+    model = AutoModel.from_pretrained(out)
+    assert model.config.head_kind == head
+    reference = AutoModel.from_pretrained(minilm_path, num_hidden_layers=1)
+    changed = model.encoder.encoder.layer[0].output.dense.weight - reference.encoder.layer[0].output.dense.weight
+    assert changed.abs().max().item() > 0
+
+
+def test_output_dir_with_another_run_is_refused(toy_data, minilm_path, tmp_path, capsys):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    assert cli_main(train_args(toy_data, out, minilm_path, "--freeze-encoder")) == 2
+    assert "--resume" in capsys.readouterr().err and (out / "precious.txt").read_text() == "keep me"
+    assert cli_main(train_args(toy_data, tmp_path / "fresh", minilm_path, "--resume")) == 2
+    assert "no saved training state" in capsys.readouterr().err
+
+
+def test_missing_column_lists_the_columns(toy_data, minilm_path, tmp_path, capsys):
+    args = train_args(toy_data, tmp_path / "x", minilm_path, "--text-column", "message")
+    assert cli_main(args) == 2
+    error = capsys.readouterr().err
+    assert "message" in error and "text" in error and "labels" in error
+
+
+def test_k_too_large_for_the_labels(toy_data, minilm_path, tmp_path, capsys):
+    assert cli_main([*train_args(toy_data, tmp_path / "x", minilm_path), "--k", "30", "--freeze-encoder"]) == 2
+    assert "exceeds num_labels" in capsys.readouterr().err
+
+
+def run_cli_subprocess(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "hf_dft_head.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(toy_data, minilm_path, tmp_path):
+    common = ["--freeze-encoder", "--epochs", "3", "--save-steps", "3", "--dropout", "0.2"]
+    straight = tmp_path / "straight"
+    assert cli_main(train_args(toy_data, straight, minilm_path, *common)) == 0
+
+    killed = tmp_path / "killed"
+    # killed hard (SIGKILL) after step 13: mid-epoch 2, one step after the save at step 12
+    result = run_cli_subprocess(
+        train_args(toy_data, killed, minilm_path, *common), {"HF_DFT_DEBUG_KILL_AFTER_STEP": "13"}
+    )
+    assert result.returncode == -9, result.stderr[-2000:]
+    saved = json.loads((killed / "state" / "trainer_state.json").read_text())
+    assert saved["global_step"] == 12 and saved["epoch"] == 1 and saved["step_in_epoch"] == 4
+    assert cli_main(train_args(toy_data, killed, minilm_path, *common)) == 2  # refused without --resume
+    assert cli_main([*train_args(toy_data, killed, minilm_path, *common), "--resume"]) == 0
+
+    for name, value in head_state(straight).items():
+        torch.testing.assert_close(head_state(killed)[name], value, rtol=0, atol=0)
+    a = json.loads((straight / "eval_results.json").read_text())
+    b = json.loads((killed / "eval_results.json").read_text())
+    assert a["test"] == b["test"] and a["global_step"] == b["global_step"] == 24
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_launch_matches_one_process(toy_data, minilm_path, tmp_path):
+    """Real data parallelism: two gloo processes with batch 4 each == one process with batch 8."""
+    digests = tmp_path / "digests"
+    two = tmp_path / "two"
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+        str(REPO_ROOT / "scripts" / "train.py"),
+    ]
+    args = train_args(toy_data, two, minilm_path, "--freeze-encoder", "--epochs", "2")[1:]
+    args[args.index("--batch-size") + 1] = "4"
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_DFT_DEBUG_PARAM_DIGESTS": str(digests), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([*launch, *args], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    rank0 = Path(f"{digests}.rank0").read_text().splitlines()
+    rank1 = Path(f"{digests}.rank1").read_text().splitlines()
+    assert len(rank0) == 16 and rank0 == rank1  # identical parameters on both ranks after every step
+    results_two = json.loads((two / "eval_results.json").read_text())
+    assert results_two["num_processes"] == 2
+    for split, size in (("validation", 37), ("test", 30)):
+        assert results_two[split]["examples"] == results_two[split]["unique_examples"] == size
+
+    one = tmp_path / "one"
+    assert cli_main(train_args(toy_data, one, minilm_path, "--freeze-encoder", "--epochs", "2")) == 0
+    results_one = json.loads((one / "eval_results.json").read_text())
+    # Same global batch, same sampler order and no dropout: only float summation order differs.
+    for split in ("validation", "test"):
+        for metric, value in results_one[split].items():
+            assert results_two[split][metric] == pytest.approx(value, abs=1e-6), (split, metric)
+    for name, value in head_state(one).items():
+        np.testing.assert_allclose(head_state(two)[name].numpy(), value.numpy(), atol=1e-5)
