@@ -10,8 +10,10 @@ Importing the package registers the model with the Auto classes:
 from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
 from .configuration import DFTConfig
+from .convert import convert_sequence_classifier
 from .gale import gale_matrix
 from .layers import BottleneckHead, DenseHead, DFTHead, DFTLayer, dft_synthesis, prior_logit
+from .metrics import ARGMAXABILITY_METRIC, QUALITY_METRIC
 from .modeling import DFTForMultiLabelClassification, DFTPreTrainedModel
 
 __version__ = "0.1.0"
@@ -21,6 +23,8 @@ AutoModel.register(DFTConfig, DFTForMultiLabelClassification)
 AutoModelForSequenceClassification.register(DFTConfig, DFTForMultiLabelClassification)
 
 __all__ = [
+    "ARGMAXABILITY_METRIC",
+    "QUALITY_METRIC",
     "BottleneckHead",
     "DFTConfig",
     "DFTForMultiLabelClassification",
@@ -28,6 +32,7 @@ __all__ = [
     "DFTLayer",
     "DFTPreTrainedModel",
     "DenseHead",
+    "convert_sequence_classifier",
     "dft_synthesis",
     "gale_matrix",
     "prior_logit",
