@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
         dataclass_types=[TrainingArguments],
     )
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        sub = subparsers.add_parser(name, help=help_text, description=help_text, dataclass_types=[])
+        sub = subparsers.add_parser(
+            name, help=help_text, description=help_text, dataclass_types=[], formatter_class=argparse.HelpFormatter
+        )
         try:
             module = importlib.import_module(module_name)
         except ImportError:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 # Before anything imports huggingface_hub: no network, and caches/modules in a private folder so a
 # stray user config (e.g. $HF_HOME/accelerate/default_config.yaml) cannot change behaviour.
 _HF_HOME = tempfile.mkdtemp(prefix="hf_dft_test_home_")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
 os.environ["HF_HOME"] = _HF_HOME
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
