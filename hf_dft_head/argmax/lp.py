@@ -1,0 +1,577 @@
+"""The Chebyshev-radius LP with constraint generation, witnesses and Farkas certificates.
+
+Notation (DESIGN.md section 4). A head maps its input ``x`` (m,) to logits ``z = W x + b``
+with ``W`` (n, m). A sign pattern ``sigma`` in ``{+1, -1}^n`` (+1 on the label set) is
+*argmaxable* iff some ``x`` has ``sigma_i (w_i . x + b_i) > 0`` for every row ``i``.
+
+The LP, in the units used here: with unit rows ``a_i = sigma_i w_i / ||w_i||``, offsets
+``c_i = sigma_i b_i / (||w_i|| B)`` and the scaled input ``u = x / B``::
+
+    maximise rho  s.t.  a_i . u + c_i >= rho  (all rows i),   |u|_inf <= 1,   rho <= rho_max
+
+``rho*`` is the *relative* Chebyshev radius: the largest ball (radius ``rho* B`` in x units)
+inside the region whose centre lies in the box ``|x|_inf <= B``. Unit rows and a unit box
+keep the LP well scaled whatever the size of ``W`` and ``B``.
+
+Constraint generation: solve on a few rows, compute the margins ``a_i . u + c_i`` of all n
+rows at the sub-solution (one mat-vec), add the most violated rows, repeat. The optimum
+``rho_sub`` of a sub-problem is an upper bound on ``rho*`` (fewer constraints), the smallest
+margin at its point ``u`` is a lower bound (``u`` is a feasible centre for that radius),
+so verdicts and epsilon decisions can stop early without losing exactness.
+
+Farkas certificate (derivation). Write ``A`` for the rows ``sigma_i w_i`` and ``c`` for
+``sigma_i b_i``. Suppose ``y >= 0``, ``y != 0`` with ``A^T y = 0`` and ``c^T y <= 0``. If some
+``x`` had ``A x + c > 0`` (every entry), then ``y^T (A x + c) > 0`` because ``y`` is non-negative
+and not zero; but ``y^T (A x + c) = (A^T y) . x + c^T y = c^T y <= 0``: a contradiction. So no
+``x`` at all (no box) realises the pattern. Conversely (Gordan's theorem on the homogenised
+system ``[A c; 0 1] (x, t) > 0``) such a ``y`` exists whenever the pattern is unrealisable, and
+the dual of the LP above yields it when ``rho* <= 0`` and the box is not binding.
+
+In floating point ``A^T y`` is only nearly zero. With ``y`` scaled so that
+``sum_i y_i ||w_i|| = 1``, for every ``x``::
+
+    min_i sigma_i (w_i . x + b_i) / ||w_i||  <=  sum_i y_i sigma_i (w_i . x + b_i)
+                                             =  (A^T y) . x + c^T y  <=  ||A^T y||_2 ||x||_2 + c^T y
+
+(the left side, maximised over the box, is the Chebyshev radius). :func:`check_farkas_certificate`
+accepts a certificate only at the level of floating-point rounding: relative residual
+``||A^T y||_2 <= tol`` and offset ``c^T y <= tol * sum_i y_i |b_i|`` with ``tol = 1e-12``. A
+region that is merely tiny (its certificate has a clearly positive offset or residual) is
+therefore never called "unargmaxable": it ends "undecided" when no witness survives the
+float checks. LP duals carry the solver's tolerance (~1e-10) and are polished by
+non-negative least squares on their support before the check.
+
+Tolerances: HiGHS runs with primal and dual feasibility tolerances of 1e-10 (its minimum),
+four orders below the default epsilon, because
+regions can be tiny (about ``n^-2`` per isolated label in a pure DFT layer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import highspy
+import numpy as np
+from scipy.optimize import nnls
+
+#: Default half-width ``B`` of the box ``|x|_inf <= B`` that holds the Chebyshev centre. The
+#: paper used 1e4; the radius is reported both in x units and relative to ``B``.
+DEFAULT_BOX = 1e4
+#: Default threshold on the *relative* radius ``r / B`` for "epsilon-argmaxable". At 1e-6 a
+#: ball around the centre survives float32 rounding of the logits (unit roundoff 6e-8) for
+#: centres of norm up to about 16 B.
+DEFAULT_EPSILON = 1e-6
+#: Cap ``rho_max`` on the relative radius; it keeps sub-problems with few rows bounded.
+RADIUS_CAP = 1.0
+#: HiGHS primal and dual feasibility tolerance (its minimum allowed value).
+SOLVER_TOLERANCE = 1e-10
+#: Relative rounding tolerance of a Farkas certificate's residual and offset (module docstring).
+CERTIFICATE_TOLERANCE = 1e-12
+#: A sub-problem optimum at or below this relative radius sends the set to the certificate path.
+ZERO_RADIUS = 1e-10
+#: A row counts as violated when its margin is below the sub-problem optimum by more than this.
+GENERATION_TOLERANCE = 1e-9
+
+
+@dataclass
+class FarkasCheck:
+    """Outcome of :func:`check_farkas_certificate`; truthy iff ``valid``.
+
+    Attributes:
+        valid: the certificate proves the claim (see the module docstring).
+        residual: ``||sum_i y_i sigma_i w_i||_2`` with ``y`` scaled so that ``sum_i y_i ||w_i|| = 1``.
+        offset: ``sum_i y_i sigma_i b_i`` with the same scaling.
+        radius_bound: proven upper bound on the relative Chebyshev radius inside the box.
+        reason: why it failed, or what it proves.
+    """
+
+    valid: bool
+    residual: float
+    offset: float
+    radius_bound: float
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.valid
+
+
+def check_farkas_certificate(
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    signs: np.ndarray,
+    y: np.ndarray,
+    tol: float = CERTIFICATE_TOLERANCE,
+    *,
+    rows: np.ndarray | None = None,
+    box: float = DEFAULT_BOX,
+) -> FarkasCheck:
+    """Check a Farkas certificate that the sign pattern ``signs`` is not argmaxable. Plain numpy.
+
+    The claim: ``y >= 0``, ``y != 0``, ``sum_i y_i sigma_i w_i = 0`` and ``sum_i y_i sigma_i b_i <= 0``,
+    which rules out any ``x`` (no box) with ``sigma_i (w_i . x + b_i) > 0`` for all ``i`` (proof in
+    the module docstring). With ``y`` scaled to ``sum_i y_i ||w_i|| = 1`` the check accepts a
+    residual ``||sum_i y_i sigma_i w_i||_2 <= tol`` and an offset
+    ``sum_i y_i sigma_i b_i <= tol * sum_i y_i |b_i|``: rounding, not a small region.
+
+    Args:
+        weight: ``(n, m)`` head matrix.
+        bias: ``(n,)`` or ``None`` (zero).
+        signs: ``(n,)`` entries +1 (in the set) / -1 (not in the set).
+        y: certificate weights, ``(n,)``, or ``(len(rows),)`` when ``rows`` is given.
+        tol: relative rounding tolerance (default 1e-12).
+        rows: optional int array of the row ids that ``y`` refers to.
+        box: ``B``, only for the reported ``radius_bound``.
+
+    Returns:
+        :class:`FarkasCheck` (truthy iff valid), with the proven bound
+        ``residual * sqrt(m) + offset / box`` on the relative Chebyshev radius inside the box.
+    """
+    weight = np.asarray(weight, dtype=np.float64)
+    n, m = weight.shape
+    bias = np.zeros(n) if bias is None else np.asarray(bias, dtype=np.float64)
+    signs = np.asarray(signs, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).ravel()
+    rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+    if y.shape != rows.shape:
+        return FarkasCheck(False, np.inf, np.inf, np.inf, f"y has shape {y.shape}, rows {rows.shape}")
+    if not np.all(np.isfinite(y)) or np.any(y < 0) or not np.any(y > 0):
+        return FarkasCheck(False, np.inf, np.inf, np.inf, "y must be finite, non-negative and not zero")
+    w_rows = weight[rows] * signs[rows, None]
+    b_rows = bias[rows] * signs[rows]
+    norms = np.linalg.norm(weight[rows], axis=1)
+    scale = float(y @ norms)
+    if scale == 0.0:
+        # Only zero rows carry weight: the claim is sigma_i b_i <= 0 on one of them.
+        offset = float(y @ b_rows)
+        ok = offset <= 0
+        return FarkasCheck(ok, 0.0, offset, -np.inf if ok else np.inf, "zero rows of weight with the wrong sign")
+    y_scaled = y / scale
+    residual = float(np.linalg.norm(y_scaled @ w_rows))
+    offset = float(y_scaled @ b_rows)
+    bound = residual * np.sqrt(m) + offset / box
+    offset_slack = tol * float(y_scaled @ np.abs(b_rows))
+    if residual <= tol and offset <= offset_slack:
+        return FarkasCheck(True, residual, offset, bound, f"residual {residual:.2g}, offset {offset:.3g}")
+    return FarkasCheck(
+        False,
+        residual,
+        offset,
+        bound,
+        f"residual {residual:.2g} or offset {offset:.3g} above rounding level (tol {tol:g}); "
+        f"it proves only a relative radius <= {bound:.3g}",
+    )
+
+
+def dtype_logits(weight: np.ndarray, bias: np.ndarray, x: np.ndarray, dtype) -> np.ndarray:
+    """Logits ``W x + b`` evaluated in ``dtype`` (float64, float32, float16 or bfloat16).
+
+    float64/float32 use numpy's matmul in that dtype. float16 and bfloat16 round the inputs
+    to the dtype, accumulate in float32 (as GPU kernels do) and round the result; bfloat16 is
+    emulated by rounding float32 bit patterns to 8 mantissa bits (round to nearest even).
+
+    Returns:
+        float64 array ``(n,)`` holding the values computed in ``dtype``.
+    """
+    name = normalise_dtype_name(dtype)
+    if name == "float64":
+        return weight @ x + bias
+    if name == "float32":
+        return (weight.astype(np.float32) @ x.astype(np.float32) + bias.astype(np.float32)).astype(np.float64)
+    if name == "float16":
+
+        def rnd(a):
+            return np.asarray(a, dtype=np.float16).astype(np.float32)
+
+    else:
+
+        def rnd(a):
+            bits = np.asarray(a, dtype=np.float32).view(np.uint32)
+            rounded = (bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) & np.uint32(0xFFFF0000)
+            return rounded.view(np.float32)
+
+    return rnd(rnd(weight) @ rnd(x) + rnd(bias)).astype(np.float64)
+
+
+def normalise_dtype_name(dtype) -> str:
+    """Map a dtype given as numpy dtype, string or torch dtype (``torch.float32``) to its name."""
+    name = str(dtype).replace("torch.", "")
+    aliases = {"float": "float32", "double": "float64", "half": "float16", "bf16": "bfloat16"}
+    name = aliases.get(name, name)
+    if name not in ("float64", "float32", "float16", "bfloat16"):
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            pass
+    if name not in ("float64", "float32", "float16", "bfloat16"):
+        raise ValueError(f"dtype must be float64, float32, float16 or bfloat16 (the model's dtype), got {dtype!r}.")
+    return name
+
+
+@dataclass
+class WitnessCheck:
+    """Outcome of :func:`check_witness`; truthy iff the signs hold in float64 and in ``dtype``."""
+
+    valid: bool
+    min_margin: float
+    relative_radius: float
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.valid
+
+
+def check_witness(
+    weight: np.ndarray,
+    bias: np.ndarray | None,
+    signs: np.ndarray,
+    x: np.ndarray,
+    *,
+    dtype="float32",
+    box: float = DEFAULT_BOX,
+    norms: np.ndarray | None = None,
+) -> WitnessCheck:
+    """Check that ``x`` realises ``signs``: ``sigma_i (w_i . x + b_i) > 0`` in float64 and in ``dtype``.
+
+    Args:
+        weight: ``(n, m)``; bias: ``(n,)`` or ``None``; signs: ``(n,)`` of +1/-1; x: ``(m,)``.
+        dtype: the model's dtype for the second check.
+        box: ``B``, to express the radius relative to the box.
+        norms: optional precomputed row norms of ``weight``.
+
+    Returns:
+        :class:`WitnessCheck` with the smallest signed logit and the radius of the largest
+        ball around ``x`` inside the region, ``min_i sigma_i z_i / ||w_i||``, relative to ``box``.
+    """
+    weight = np.asarray(weight, dtype=np.float64)
+    bias = np.zeros(len(weight)) if bias is None else np.asarray(bias, dtype=np.float64)
+    x = np.asarray(x, dtype=np.float64)
+    signed = signs * (weight @ x + bias)
+    norms = np.linalg.norm(weight, axis=1) if norms is None else norms
+    with np.errstate(divide="ignore"):
+        distance = np.where(norms > 0, signed / np.where(norms > 0, norms, 1.0), np.where(signed > 0, np.inf, -np.inf))
+    relative = float(distance.min()) / box
+    if not np.all(signed > 0):
+        bad = int(np.argmin(signed))
+        return WitnessCheck(False, float(signed.min()), relative, f"row {bad} has the wrong sign in float64")
+    low = signs * dtype_logits(weight, bias, x, dtype)
+    if not np.all(low > 0):
+        bad = int(np.argmin(low))
+        return WitnessCheck(
+            False, float(signed.min()), relative, f"row {bad} has the wrong sign in {normalise_dtype_name(dtype)}"
+        )
+    return WitnessCheck(True, float(signed.min()), relative, "signs hold in float64 and the model dtype")
+
+
+class _RowLP:
+    """HiGHS model ``max rho s.t. M v - rho >= lower`` with bounds on ``v``; rows are added over time."""
+
+    def __init__(self, num_vars: int, var_bound: float, time_limit: float | None):
+        self.num_vars = num_vars
+        self.highs = highspy.Highs()
+        options = {
+            "output_flag": False,
+            "presolve": "off",  # dense rows: presolve finds nothing and costs a pass
+            "threads": 1,  # parallelism is over label sets (processes)
+            "primal_feasibility_tolerance": SOLVER_TOLERANCE,
+            "dual_feasibility_tolerance": SOLVER_TOLERANCE,
+            "random_seed": 0,
+        }
+        if time_limit is not None:
+            options["time_limit"] = float(time_limit)
+        for key, value in options.items():
+            self.highs.setOptionValue(key, value)
+        inf = highspy.kHighsInf
+        lp = highspy.HighsLp()
+        lp.num_col_ = num_vars + 1
+        lp.num_row_ = 0
+        lp.col_cost_ = np.r_[np.zeros(num_vars), -1.0]
+        lp.col_lower_ = np.r_[np.full(num_vars, -var_bound), -inf]
+        lp.col_upper_ = np.r_[np.full(num_vars, var_bound), RADIUS_CAP]
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = np.zeros(num_vars + 2, dtype=np.int32)
+        lp.a_matrix_.num_col_ = num_vars + 1
+        lp.a_matrix_.num_row_ = 0
+        self.highs.passModel(lp)
+
+    def add_rows(self, coefficients: np.ndarray, lower: np.ndarray) -> None:
+        """Add rows ``coefficients @ v - rho >= lower``; coefficients ``(k, num_vars)``."""
+        k = len(lower)
+        width = self.num_vars + 1
+        values = np.empty((k, width))
+        values[:, :-1] = coefficients
+        values[:, -1] = -1.0
+        self.highs.addRows(
+            k,
+            np.ascontiguousarray(lower, dtype=np.float64),
+            np.full(k, highspy.kHighsInf),
+            k * width,
+            np.arange(0, k * width, width, dtype=np.int32),
+            np.tile(np.arange(width, dtype=np.int32), k),
+            values.ravel(),
+        )
+
+    def stop_below(self, rho_bound: float) -> None:
+        """Let the dual simplex stop once it proves the optimum ``rho`` is at most ``rho_bound``.
+
+        HiGHS's ``objective_bound``: the dual simplex objective (a valid bound at every dual
+        feasible iterate) of ``min -rho`` reaching ``-rho_bound`` ends the solve.
+        """
+        self.highs.setOptionValue("objective_bound", -float(rho_bound))
+
+    def solve(self) -> tuple[str | None, np.ndarray, float, np.ndarray]:
+        """Run HiGHS. Returns ``(error or "bound" or None, v, rho, row duals >= 0)``."""
+        self.highs.run()
+        status = self.highs.getModelStatus()
+        if status == highspy.HighsModelStatus.kObjectiveBound:
+            return "bound", np.zeros(0), np.nan, np.zeros(0)
+        if status != highspy.HighsModelStatus.kOptimal:
+            return f"HiGHS: {self.highs.modelStatusToString(status)}", np.zeros(0), np.nan, np.zeros(0)
+        solution = self.highs.getSolution()
+        values = np.asarray(solution.col_value)
+        # For a minimisation HiGHS reports non-negative duals on rows at their lower bound;
+        # tiny negative values are round-off on non-binding rows.
+        duals = np.maximum(np.asarray(solution.row_dual), 0.0)
+        return None, values[:-1], float(values[-1]), duals
+
+
+@dataclass
+class Problem:
+    """A sign pattern of a head in LP units (see the module docstring).
+
+    Attributes:
+        unit_rows: ``(n, m)`` rows ``w_i / ||w_i||`` (unsigned; zero rows stay zero).
+        offsets: ``(n,)`` ``b_i / (||w_i|| B)`` (unsigned).
+        signs: ``(n,)`` +1/-1.
+        usable: ``(n,)`` bool, rows with non-zero norm (the others are constant logits).
+    """
+
+    unit_rows: np.ndarray
+    offsets: np.ndarray
+    signs: np.ndarray
+    usable: np.ndarray
+
+    def margins(self, u: np.ndarray) -> np.ndarray:
+        """``a_i . u + c_i`` for every row; ``+inf`` on unusable rows. Shape ``(n,)``."""
+        values = self.signs * (self.unit_rows @ u + self.offsets)
+        values[~self.usable] = np.inf
+        return values
+
+
+@dataclass
+class LPOutcome:
+    """Result of :func:`maximise_radius`.
+
+    Attributes:
+        kind: ``"optimal"`` (no violated row: ``rho`` is the full optimum), ``"early"`` (stopped
+            with the epsilon decision settled), ``"bound"`` (the dual simplex proved
+            ``rho_upper < epsilon``; no point returned), ``"nonpositive"`` (sub-problem optimum <= 0:
+            go to the certificate), or ``"error"``.
+        rho_upper: sub-problem optimum, an upper bound on the full relative radius.
+        rho_lower: smallest margin over all rows at ``u`` (a lower bound when positive).
+        u: ``(m,)`` point in the scaled box (``x = B u``).
+        rows: ids of the rows in the final sub-problem.
+        duals: ``(len(rows),)`` non-negative row duals of the final sub-problem.
+        rounds: LP solves; message: details for errors.
+    """
+
+    kind: str
+    rho_upper: float
+    rho_lower: float
+    u: np.ndarray
+    rows: np.ndarray
+    duals: np.ndarray
+    rounds: int
+    message: str = ""
+
+
+def maximise_radius(
+    problem: Problem,
+    initial_rows: np.ndarray,
+    *,
+    exact: bool,
+    epsilon: float,
+    basis: np.ndarray | None = None,
+    add_rows: int = 64,
+    max_rounds: int = 200,
+    time_limit: float | None = None,
+    stop_below: float | None = None,
+    known_lower: float = -np.inf,
+) -> LPOutcome:
+    """Constraint generation for the Chebyshev LP of ``problem``.
+
+    Args:
+        problem: the sign pattern in LP units.
+        initial_rows: row ids of the first sub-problem (unusable rows are ignored).
+        exact: run until no row is violated (exact radius); otherwise stop as soon as the
+            verdict and the epsilon decision are settled: a positive lower bound, and either
+            ``rho_lower >= epsilon`` or ``rho_upper < epsilon``.
+        epsilon: the epsilon threshold on the relative radius.
+        basis: optional ``(m, q)`` orthonormal columns; then ``u = basis @ v`` is restricted to
+            their span with ``|v|_inf <= 1/sqrt(q)`` (so ``|u|_inf <= 1``): a cheap search for a
+            witness whose optimum is only a lower bound for the full problem.
+        add_rows: most violated rows added per round.
+        max_rounds: cap on LP solves.
+        time_limit: HiGHS time limit per solve, seconds.
+        stop_below: in a subspace search, give up once the optimum falls below this.
+        known_lower: relative radius of a witness the caller already holds; with it the search
+            may stop as soon as the optimum falls below ``epsilon``.
+
+    Returns:
+        :class:`LPOutcome`.
+    """
+    m = problem.unit_rows.shape[1]
+    q = m if basis is None else basis.shape[1]
+    var_bound = 1.0 if basis is None else 1.0 / np.sqrt(q)
+    lp = _RowLP(q, var_bound, time_limit)
+    bound = np.nan
+    if not exact and basis is None and known_lower > 0:
+        # A witness is known: only "radius >= epsilon?" is open, so the dual simplex may stop
+        # as soon as it proves the optimum below epsilon (a hair below, for a strict answer).
+        bound = epsilon * (1.0 - 1e-9)
+        lp.stop_below(bound)
+    in_lp = np.zeros(len(problem.signs), dtype=bool)
+    rows = np.unique(np.asarray(initial_rows, dtype=np.int64))
+    rows = rows[problem.usable[rows]]
+    order: list[np.ndarray] = []
+
+    def add(new_rows: np.ndarray) -> None:
+        coefficients = problem.signs[new_rows, None] * problem.unit_rows[new_rows]
+        if basis is not None:
+            coefficients = coefficients @ basis
+        lp.add_rows(coefficients, -problem.signs[new_rows] * problem.offsets[new_rows])
+        in_lp[new_rows] = True
+        order.append(new_rows)
+
+    if len(rows):
+        add(rows)
+    rounds = 0
+    while True:
+        rounds += 1
+        error, v, rho, duals = lp.solve()
+        active = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
+        if error == "bound":
+            # Proven rho_sub <= bound < epsilon; the caller's witness settles the status.
+            return LPOutcome("bound", bound, -np.inf, np.zeros(m), active, duals, rounds)
+        if error is not None:
+            return LPOutcome("error", np.nan, np.nan, np.zeros(m), active, duals, rounds, error)
+        u = v if basis is None else basis @ v
+        if rho <= ZERO_RADIUS:
+            return LPOutcome("nonpositive", rho, -np.inf, u, active, duals, rounds)
+        margins = problem.margins(u)
+        lower = float(margins.min()) if len(margins) else rho
+        violated = np.flatnonzero((margins < rho - GENERATION_TOLERANCE) & ~in_lp)
+        if len(violated) == 0:
+            return LPOutcome("optimal", rho, min(lower, rho), u, active, duals, rounds)
+        if not exact and max(lower, known_lower) > 0 and (lower >= epsilon or rho < epsilon):
+            return LPOutcome("early", rho, lower, u, active, duals, rounds)
+        if stop_below is not None and rho < stop_below:
+            return LPOutcome("early", rho, lower, u, active, duals, rounds)
+        if rounds >= max_rounds:
+            return LPOutcome("error", rho, lower, u, active, duals, rounds, f"no convergence in {max_rounds} rounds")
+        worst = violated[np.argsort(margins[violated], kind="stable")[:add_rows]]
+        add(worst)
+
+
+@dataclass
+class ConeOutcome:
+    """Result of :func:`min_norm_point`.
+
+    Attributes:
+        kind: ``"certificate"`` (the min-norm point is 0: ``weights`` on ``rows`` is a Farkas
+            certificate), ``"witness"`` (``point`` has a positive margin on every row), or ``"error"``.
+        rows: row ids of the last sub-problem.
+        weights: ``(len(rows),)`` non-negative weights (sum 1) of the min-norm point.
+        point: ``(q,)`` the min-norm point ``sum_i weights_i sigma_i h_i``.
+        rounds: NNLS solves; message: details for errors.
+    """
+
+    kind: str
+    rows: np.ndarray
+    weights: np.ndarray
+    point: np.ndarray
+    rounds: int
+    message: str = ""
+
+
+def min_norm_point(
+    problem: Problem,
+    initial_rows: np.ndarray,
+    *,
+    add_rows: int = 400,
+    max_rounds: int = 50,
+    zero_norm: float = 1e-12,
+) -> ConeOutcome:
+    """Decide a homogeneous strict system ``sigma_i h_i . z > 0`` by the min-norm point of ``conv{sigma_i h_i}``.
+
+    By Gordan's theorem the system has a solution iff ``0`` is not in the convex hull of the
+    signed unit rows. The min-norm point ``p`` of the hull of a subset of rows is found by
+    non-negative least squares (``scipy.optimize.nnls`` on ``[H^T; 1^T] y = [0; 1]``); if it is
+    0 its weights are a certificate for the whole system, otherwise ``p`` has margin
+    ``>= ||p||^2`` on the subset, rows of the full system with a smaller margin are added, and
+    the search stops as soon as ``p`` has a positive margin on every row (a witness). The
+    distance decreases strictly at every round, so the loop terminates.
+
+    Args:
+        problem: homogenised unit rows (``offsets`` are ignored), signs and usable rows.
+        initial_rows: first subset of rows.
+        add_rows: most violated rows added per round; rows with zero weight are dropped.
+        max_rounds: cap on NNLS solves.
+        zero_norm: ``||p||`` at or below this counts as 0.
+
+    Returns:
+        :class:`ConeOutcome`.
+    """
+    rows = np.unique(np.asarray(initial_rows, dtype=np.int64))
+    rows = rows[problem.usable[rows]]
+    q = problem.unit_rows.shape[1]
+    for rounds in range(1, max_rounds + 1):
+        signed = problem.signs[rows, None] * problem.unit_rows[rows]  # (k, q)
+        system = np.vstack([signed.T, np.ones((1, len(rows)))])
+        target = np.zeros(q + 1)
+        target[-1] = 1.0
+        try:
+            weights, _ = nnls(system, target, maxiter=50 * max(len(rows), 10))
+        except RuntimeError as error:  # iteration limit
+            return ConeOutcome("error", rows, np.zeros(len(rows)), np.zeros(q), rounds, str(error))
+        total = weights.sum()
+        if not total > 0:
+            return ConeOutcome("error", rows, weights, np.zeros(q), rounds, "NNLS returned zero weights")
+        weights = weights / total
+        point = weights @ signed
+        distance = float(np.linalg.norm(point))
+        if distance <= zero_norm:
+            return ConeOutcome("certificate", rows, weights, point, rounds)
+        margins = problem.signs * (problem.unit_rows @ point)
+        margins[~problem.usable] = np.inf
+        if np.all(margins > 0):
+            return ConeOutcome("witness", rows, weights, point, rounds)
+        in_set = np.zeros(len(margins), dtype=bool)
+        in_set[rows] = True
+        violated = np.flatnonzero((margins < distance**2 * (1 - 1e-12)) & ~in_set)
+        if len(violated) == 0:
+            return ConeOutcome("error", rows, weights, point, rounds, "no violated row but a non-positive margin")
+        worst = violated[np.argsort(margins[violated], kind="stable")[:add_rows]]
+        rows = np.union1d(rows[weights > 0], worst)
+    return ConeOutcome("error", rows, weights, point, max_rounds, f"no decision in {max_rounds} NNLS rounds")
+
+
+def polish_certificate(problem: Problem, rows: np.ndarray, duals: np.ndarray) -> np.ndarray:
+    """Refine LP duals into a certificate with a smaller residual (non-negative least squares).
+
+    Solves ``min ||sum_i y_i a_i||^2 + (sum_i y_i - 1)^2`` over ``y >= 0`` on the support of the
+    duals (``a_i`` the signed unit rows), which removes the solver's tolerance-level residual.
+
+    Returns:
+        ``(len(rows),)`` non-negative weights in LP units (scaled to sum 1).
+    """
+    support = np.flatnonzero(duals > 1e-14 * max(duals.max(initial=0.0), 1e-300))
+    if len(support) == 0:
+        return duals
+    chosen = rows[support]
+    system = np.vstack([(problem.signs[chosen, None] * problem.unit_rows[chosen]).T, np.ones((1, len(chosen)))])
+    target = np.zeros(system.shape[0])
+    target[-1] = 1.0
+    weights, _ = nnls(system, target, maxiter=50 * len(chosen))
+    out = np.zeros_like(duals)
+    out[support] = weights
+    return out

@@ -1,0 +1,107 @@
+"""The argmaxability `evaluate` module, loaded with `evaluate.load` offline from a private HF_HOME."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hf_dft_head.gale import gale_matrix
+from hf_dft_head.metrics import ARGMAXABILITY_METRIC
+
+
+@pytest.fixture
+def load_metric(tmp_path, monkeypatch):
+    """`evaluate.load` with the Hub offline and HF_HOME (where evaluate copies modules) in tmp_path."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    evaluate = pytest.importorskip("evaluate")
+    # evaluate reads HF_HOME when it is first imported; point its caches at tmp_path for this test.
+    monkeypatch.setattr(evaluate.config, "HF_MODULES_CACHE", tmp_path / "modules")
+    monkeypatch.setattr(evaluate.config, "HF_METRICS_CACHE", tmp_path / "metrics")
+    monkeypatch.setattr(evaluate.config, "HF_EVALUATE_OFFLINE", True)
+
+    def load(config_name=None):
+        metric = evaluate.load(ARGMAXABILITY_METRIC, config_name, cache_dir=str(tmp_path / "metrics"))
+        copied = list(Path(tmp_path, "modules").rglob("argmaxability.py"))
+        assert copied, "evaluate should copy the module under $HF_HOME/modules"
+        return metric
+
+    return load
+
+
+LINE_W = np.ones((3, 1))
+LINE_B = -np.array([1.0, 2.0, 3.0])  # z_i = x - (i + 1): only prefixes {}, {0}, {0,1}, {0,1,2} are argmaxable
+
+
+def test_label_id_lists_on_a_hand_built_head(load_metric):
+    metric = load_metric()
+    references = [[0, 2], [0, 2], [0], [1], [0, 1, 2], []]
+    predictions = [[0], [0, 1], [0], [0], [2], []]
+    out = metric.compute(predictions=predictions, references=references, weight=LINE_W, bias=LINE_B, k=1)
+    # Distinct gold sets: {0,2} no, {0} yes, {1} no, {0,1,2} yes, {} yes -> 3 of 5.
+    assert out["references_sets"] == 5
+    assert out["references_argmaxable"] == pytest.approx(3 / 5)
+    assert out["references_unargmaxable_sets"] == 2 and out["references_undecided_sets"] == 0
+    # By examples: {0,2} twice and {1} once are unreachable -> 3 of 6.
+    assert out["references_argmaxable_examples"] == pytest.approx(3 / 6)
+    # Buckets at k = 1: sizes <= 1 are {0}, {1}, {} (2 of 3 argmaxable); > 1 are {0,2}, {0,1,2} (1 of 2).
+    assert out["references_size_le_k_sets"] == 3 and out["references_size_le_k_argmaxable"] == pytest.approx(2 / 3)
+    assert out["references_size_gt_k_sets"] == 2 and out["references_size_gt_k_argmaxable"] == pytest.approx(1 / 2)
+    # Predictions {0}, {0,1}, {2}, {}: {2} alone is not a prefix.
+    assert out["predictions_sets"] == 4 and out["predictions_argmaxable"] == pytest.approx(3 / 4)
+    assert out["k"] == 1 and out["num_labels"] == 3 and out["dim"] == 1
+    radii = [out[f"references_relative_radius_q{q}"] for q in ("05", "25", "50", "75", "95")]
+    assert all(r > 0 for r in radii) and radii == sorted(radii)
+
+
+def test_multi_hot_config_matches_label_ids(load_metric):
+    ids = load_metric()
+    hot = load_metric("multi_hot")
+    rng = np.random.default_rng(0)
+    n, m = 30, 4
+    weight = rng.standard_normal((n, m))
+    bias = rng.standard_normal(n) - 2.5
+    rows = (rng.random((25, n)) < 0.08).astype(np.int64)
+    lists = [np.flatnonzero(r).tolist() for r in rows]
+    a = ids.compute(predictions=lists[::-1], references=lists, weight=weight, bias=bias)
+    b = hot.compute(predictions=rows[::-1], references=rows, weight=weight, bias=bias)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key] == b[key] or (isinstance(a[key], float) and math.isnan(a[key]) and math.isnan(b[key]))
+    # No k: one bucket per size.
+    sizes = {len(s) for s in lists}
+    assert all(f"references_size_{s}_sets" in a for s in sizes)
+    assert a["references_argmaxable"] < 1.0  # 30 labels in 4 dims: some gold sets are unreachable
+
+
+def test_dft_head_rule_and_epsilon(load_metric):
+    """Pure DFT head: every set of <= k labels is argmaxable; the share above k follows the rule."""
+    metric = load_metric()
+    n, k = 16, 2
+    weight = gale_matrix(n, k)
+    small = [[0], [3, 9], [5, 6], []]
+    large = [[0, 4, 8], [1, 2, 3], [0, 5, 10, 15]]  # 6 changes (no), 2 changes (yes), 7 changes (no)
+    predictions = small + [[1], [2, 3], [7]]  # one prediction per example: all of at most k labels
+    out = metric.compute(predictions=predictions, references=small + large, weight=weight, dft_k=k)
+    assert out["references_size_le_k_argmaxable"] == 1.0
+    assert out["references_size_gt_k_argmaxable"] == pytest.approx(1 / 3)
+    assert out["predictions_argmaxable"] == 1.0
+    assert out["references_epsilon_argmaxable"] == pytest.approx(5 / 7)
+    # A huge epsilon makes no set epsilon-argmaxable, without changing the verdicts.
+    strict = metric.compute(predictions=small, references=small, weight=weight, dft_k=k, epsilon=0.9)
+    assert strict["references_argmaxable"] == 1.0 and strict["references_epsilon_argmaxable"] == 0.0
+
+
+def test_bad_input_is_reported(load_metric):
+    metric = load_metric()
+    with pytest.raises(ValueError, match="references: label set 1 contains label id 3"):
+        metric.compute(predictions=[[0], [1]], references=[[0], [3]], weight=LINE_W, bias=LINE_B)
+    with pytest.raises(ValueError, match="weight=W"):
+        metric.compute(predictions=[[0]], references=[[0]])
+    hot = load_metric("multi_hot")
+    with pytest.raises(ValueError, match="multi-hot row 0 has value 0.5"):
+        hot.compute(predictions=[[1, 0, 0]], references=[[0.5, 0, 0]], weight=LINE_W, bias=LINE_B)
