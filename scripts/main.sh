@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 RUN="${RUN:-runs/disaster-dft}"
-.venv/bin/hf-dft train --output-dir "$RUN" --overwrite --freeze-encoder --head dft --k 10 --slack-dims 16 \
+.venv/bin/hf-dft train --output-dir "$RUN" --overwrite --freeze-encoder --head dft --k 10 --slack-dims 8 \
     --epochs 15 --batch-size 64 --learning-rate 3e-3
 if .venv/bin/hf-dft certify --help >/dev/null 2>&1; then
     .venv/bin/hf-dft certify "$RUN" --split test  # on the data the run trained on (training_args.json)
