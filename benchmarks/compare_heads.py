@@ -1,0 +1,620 @@
+"""Compare the DFT head with the dense and bottleneck sigmoid heads under one training budget.
+
+Every configuration is trained by the product's own loop (:func:`hf_dft_head.training.train`) on frozen
+all-MiniLM-L6-v2 features (the bundled default encoder), with the same epochs, batch size, learning rate and linear
+decay for every head, for several seeds. The table reports, on the test split (mean +- std over seeds):
+trainable head parameters, P@1, P@3, F1@3, F1@5, micro-F1, macro-F1 (threshold 0.5), the epochs needed to reach 95%
+(and 99%) of the run's best validation F1@5, the training loop's wall time (``train_seconds``, fastest seed: the
+machine may be shared), and the share of the distinct test gold label sets that the trained head can output at all
+(argmaxability; for DFT heads also among the sets of at most k labels). The issue's targets are printed under the
+table, each said met or not with its numbers.
+
+Data sets:
+    disaster  the disaster-response messages with their official splits (34 labels after the train-only
+              vocabulary). Heads: dense; bottleneck r in {8, 16, 32}; DFT k in {3, 5, 10} x slack in {0, 16, 32}.
+    kaomoji   the kaomoji emoticons (275 labels; splits carved by ``load_kaomoji``), exported to JSON lines under the
+              output root so that ``train`` reads them like any user file. Heads: dense; bottleneck r in {25, 100};
+              DFT k in {5, 10, 50} x slack in {0, 25, 100}.
+
+DFT configurations with 2k + 1 + slack > n (the layer needs at most as many columns as labels) cannot be built;
+they are listed as skipped, not silently dropped.
+
+How argmaxability is decided: by the project's engine, ``hf_dft_head.argmax.verify_label_sets`` (DESIGN.md sections
+3-4), in the space the head's last affine map reads (``x = P h + c`` for DFT heads, the r-wide middle layer for
+bottleneck heads, the encoder features for the dense head). For a DFT head the engine applies the exact sign-change
+rule (at most 2k sign changes in label-id order); without slack that decides every set, with slack the sets the rule
+rejects go to the Chebyshev-radius LP inside ``|x|_inf <= 1e4``, as do all sets of the other heads. One shortcut
+is taken here: a weight with at least as many columns as labels and full row rank (the dense head, d = 384 >= n)
+reaches every logit vector, so every set is outputtable without an LP. Sets the engine cannot decide are counted as
+"undecided" and shown in the table, never as outputtable.
+The statement is about the head's input space: whether the frozen encoder can produce the needed features is a
+different question (the projection is onto when it has full row rank, which the certificate checks).
+
+Usage (from the repository root)::
+
+    PYTHONPATH=. .venv/bin/python benchmarks/compare_heads.py --quick   # smoke run, < 1 min with cached features
+    PYTHONPATH=. .venv/bin/python benchmarks/compare_heads.py --dataset disaster --tune-lr 1e-3 3e-3 1e-2 \
+        --tune-heads bottleneck-r32 dft-k5-s16                                          # 3 seeds, ~15-30 min
+    PYTHONPATH=. .venv/bin/python benchmarks/compare_heads.py --dataset kaomoji --seeds 2 --json /tmp/k.json
+
+Runs are cached: a (head, seed) whose ``benchmark_run.json`` exists under ``--output-root`` with the same training
+arguments is read back instead of trained again (``--retrain`` forces training), so adding seeds or data sets later
+trains only what is new. The learning-rate search (``--tune-lr``) shares those folders with the main runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import math
+import os
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_OUTPUT_ROOT = "/tmp/hf_dft_head_compare_heads"
+DISASTER_GRID = {"bottleneck": (8, 16, 32), "k": (3, 5, 10), "slack": (0, 16, 32)}
+KAOMOJI_GRID = {"bottleneck": (25, 100), "k": (5, 10, 50), "slack": (0, 25, 100)}
+TABLE_METRICS = ("p@1", "p@3", "f1@3", "f1@5", "micro_f1", "macro_f1")
+BOX = 1e4  # |x|_inf bound of the argmaxability LP (the audit's default box)
+FULL_RANK_TOLERANCE = 1e-6  # smallest / largest singular value above which an (n, m >= n) weight has rank n
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """One head configuration: ``kind`` in dft/bottleneck/dense, with its size parameters."""
+
+    kind: str
+    k: int = 10
+    slack: int = 0
+    bottleneck: int = 32
+
+    @property
+    def name(self) -> str:
+        """Short readable name, also the run folder's name."""
+        if self.kind == "dft":
+            return f"dft-k{self.k}-s{self.slack}"
+        if self.kind == "bottleneck":
+            return f"bottleneck-r{self.bottleneck}"
+        return "dense"
+
+    def check(self, num_labels: int, encoder_width: int) -> str | None:
+        """Why this head cannot be built for ``num_labels`` labels (None when it can)."""
+        if self.kind != "dft":
+            return None
+        width = 2 * self.k + 1 + self.slack
+        if width > num_labels:
+            return f"2k+1+s = {width} > n = {num_labels}"
+        if width > encoder_width:
+            return f"2k+1+s = {width} > d = {encoder_width}"
+        return None
+
+
+def head_grid(grid: dict[str, tuple[int, ...]]) -> list[HeadSpec]:
+    """Dense, then the bottleneck sizes, then every (k, slack) DFT pair."""
+    specs = [HeadSpec("dense")]
+    specs += [HeadSpec("bottleneck", bottleneck=r) for r in grid["bottleneck"]]
+    specs += [HeadSpec("dft", k=k, slack=s) for k in grid["k"] for s in grid["slack"]]
+    return specs
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def export_kaomoji(root: Path) -> list[str]:
+    """Write ``load_kaomoji()``'s three splits as JSON lines (text, label-name list) and return ``--data-files``.
+
+    ``train`` then builds its vocabulary from this train split, exactly as for a user's own files.
+    """
+    from hf_dft_head import data as data_lib
+
+    folder = root / "kaomoji_data"
+    files = {split: folder / f"{split}.jsonl.gz" for split in ("train", "validation", "test")}
+    if not all(path.is_file() for path in files.values()):
+        loaded = data_lib.load_kaomoji()
+        names = loaded.vocabulary.labels
+        folder.mkdir(parents=True, exist_ok=True)
+        for split, path in files.items():
+            table = loaded.dataset[split]
+            tmp = path.with_suffix(".tmp")
+            with gzip.open(tmp, "wt", encoding="utf-8") as handle:
+                for text, ids in zip(table[data_lib.TEXT_COLUMN], table[data_lib.LABELS_COLUMN]):
+                    handle.write(json.dumps({"text": text, "labels": [names[i] for i in ids]}) + "\n")
+            os.replace(tmp, path)
+    return [f"{split}={path}" for split, path in files.items()]
+
+
+def base_arguments(dataset: str, root: Path) -> dict[str, Any]:
+    """The TrainingArguments fields that select the data set."""
+    if dataset == "disaster":
+        return {}
+    if dataset == "kaomoji":
+        return {"data_files": export_kaomoji(root), "label_column": "labels", "label_format": "names"}
+    raise ValueError(f"--dataset must be disaster, kaomoji or both, got {dataset!r}.")
+
+
+def distinct_test_gold_sets(training_args: Any) -> tuple[list[tuple[int, ...]], int, list[str]]:
+    """Distinct test gold label sets (sorted id tuples in the vocabulary ``train`` builds), n, label names."""
+    from hf_dft_head import data as data_lib
+    from hf_dft_head.training import load_training_data
+
+    loaded = load_training_data(training_args)
+    if "test" not in loaded.dataset:
+        raise ValueError("the data set has no test split: the benchmark reports test metrics.")
+    sets = sorted({tuple(sorted(int(i) for i in s)) for s in loaded.dataset["test"][data_lib.LABELS_COLUMN]})
+    return sets, loaded.num_labels, list(loaded.vocabulary.labels)
+
+
+# ---------------------------------------------------------------------------------------------- argmaxability
+
+
+def decide_sets(
+    weight: np.ndarray, bias: np.ndarray, label_sets: list[tuple[int, ...]], *, dft_k: int | None
+) -> tuple[list[str], dict[str, int], int | None]:
+    """Run the argmaxability engine: a status per set, how many sets each method decided, and how many sets were
+    proven epsilon-argmaxable (None when no radius was computed).
+
+    ``weight`` ``(n, m)`` and ``bias`` ``(n,)`` are the head's last affine map in its own input space (``[G | S]``
+    and 0 for a DFT head); ``dft_k`` is the DFT head's k (None for other heads), which lets the engine apply the
+    exact sign-change rule (and send only the sets the rule rejects to an LP when there are slack columns).
+    """
+    from hf_dft_head.argmax import verify_label_sets
+
+    num_labels, width = weight.shape
+    if width >= num_labels:
+        # Full row rank n means W x + b reaches every logit vector, hence every label set: exact, one SVD instead of
+        # one LP per set (the engine's LP takes ~0.7 s per set for a 275 x 384 dense head on this machine).
+        singular = np.linalg.svd(weight, compute_uv=False)
+        if singular[-1] > FULL_RANK_TOLERANCE * singular[0]:
+            return ["argmaxable"] * len(label_sets), {"full row rank": len(label_sets)}, None
+    result = verify_label_sets(weight, bias, [list(s) for s in label_sets], dft_k=dft_k, box=BOX, progress=False)
+    methods: dict[str, int] = {}
+    for verdict in result:
+        methods[verdict.method] = methods.get(verdict.method, 0) + 1
+    epsilon_ok = sum(1 for verdict in result if verdict.epsilon_argmaxable)
+    return result.statuses, methods, epsilon_ok
+
+
+def argmaxability(output_dir: Path, spec: HeadSpec, gold_sets: list[tuple[int, ...]]) -> dict[str, Any]:
+    """Shares of the distinct test gold sets the trained head (best checkpoint in ``output_dir``) can output."""
+    from hf_dft_head.modeling import DFTForMultiLabelClassification
+
+    model = DFTForMultiLabelClassification.from_pretrained(output_dir)
+    weight, bias = model.effective_head()
+    verdicts, methods, epsilon_ok = decide_sets(weight, bias, gold_sets, dft_k=spec.k if spec.kind == "dft" else None)
+    counts = {v: verdicts.count(v) for v in ("argmaxable", "unargmaxable", "undecided")}
+    result: dict[str, Any] = {
+        "distinct_test_sets": len(gold_sets),
+        **counts,
+        "share": counts["argmaxable"] / len(gold_sets) if gold_sets else math.nan,
+        "method": methods,
+        "epsilon_argmaxable_proven": epsilon_ok,
+        "head_input_width": int(weight.shape[1]),
+    }
+    if spec.kind == "dft":
+        small = [v for s, v in zip(gold_sets, verdicts) if len(s) <= spec.k]
+        result["sets_up_to_k"] = len(small)
+        result["share_up_to_k"] = small.count("argmaxable") / len(small) if small else math.nan
+    result["unargmaxable_examples"] = [list(s) for s, v in zip(gold_sets, verdicts) if v == "unargmaxable"][:5]
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- runs
+
+
+def epochs_to_fraction(history: list[dict[str, Any]], metric: str = "f1@5", fraction: float = 0.95) -> int | None:
+    """First evaluated epoch whose validation ``metric`` reaches ``fraction`` of the run's best (None if no history)."""
+    values = [(entry["epoch"], entry[metric]) for entry in history if metric in entry]
+    if not values:
+        return None
+    best = max(value for _, value in values)
+    return next(epoch for epoch, value in values if value >= fraction * best)
+
+
+def run_one(
+    spec: HeadSpec,
+    seed: int,
+    settings: dict[str, Any],
+    data_arguments: dict[str, Any],
+    run_dir: Path,
+    gold_sets: list[tuple[int, ...]],
+    *,
+    retrain: bool,
+    keep_checkpoints: bool,
+) -> dict[str, Any]:
+    """Train one (head, seed) with ``train`` and decide argmaxability; cached in ``run_dir/benchmark_run.json``."""
+    from hf_dft_head.training import TrainingArguments, train
+
+    arguments = dict(
+        output_dir=str(run_dir),
+        head=spec.kind,
+        k=spec.k,
+        slack_dims=spec.slack,
+        bottleneck_dim=spec.bottleneck,
+        freeze_encoder=True,
+        seed=seed,
+        overwrite=True,
+        metric_for_best="f1@5",
+        ks=[1, 3, 5],
+        **settings,
+        **data_arguments,
+    )
+    cache = run_dir / "benchmark_run.json"
+    if cache.is_file() and not retrain:
+        cached = json.loads(cache.read_text())
+        if cached.get("arguments") == json.loads(json.dumps(arguments)):
+            if "epochs_to_99" not in cached:  # records written before that column existed
+                history = json.loads((run_dir / "eval_results.json").read_text())["history"]
+                cached["epochs_to_99"] = epochs_to_fraction(history, fraction=0.99)
+                cached["validation_f1@5_by_epoch"] = [entry["f1@5"] for entry in history]
+            return cached
+    results = train(TrainingArguments(**arguments))
+    record = {
+        "arguments": arguments,
+        "head": spec.name,
+        "seed": seed,
+        "trainable_head_parameters": results["trainable_head_parameters"],
+        "test": {name: results["test"][name] for name in TABLE_METRICS},
+        "validation": {name: results["validation"][name] for name in TABLE_METRICS},
+        "epochs_to_95": epochs_to_fraction(results["history"]),
+        "epochs_to_99": epochs_to_fraction(results["history"], fraction=0.99),
+        "validation_f1@5_by_epoch": [entry["f1@5"] for entry in results["history"]],
+        "best_epoch": next((e["epoch"] for e in results["history"] if e["step"] == results["best_step"]), None),
+        "train_seconds": results["train_seconds"],
+        "argmaxability": argmaxability(run_dir, spec, gold_sets),
+    }
+    if not keep_checkpoints:
+        # Each run folder holds the encoder twice (checkpoint + resume state, ~90 MB each): keep only the JSON.
+        for child in run_dir.iterdir():
+            if child.name not in ("eval_results.json", "log.jsonl", "training_args.json", "label_statistics.json"):
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+    cache.write_text(json.dumps(record, indent=2))
+    return record
+
+
+def run_folder(root: Path, dataset: str, settings: dict[str, Any], spec: HeadSpec, seed: int) -> Path:
+    """Where one run lives; tuning runs and the main runs share folders, so the chosen rate is not trained twice."""
+    budget = f"lr{settings['learning_rate']:g}-e{settings['epochs']}-b{settings['batch_size']}"
+    return root / dataset / budget / spec.name / f"seed{seed}"
+
+
+def tune_learning_rate(
+    dataset: str,
+    candidates: list[float],
+    specs: list[HeadSpec],
+    settings: dict[str, Any],
+    data_arguments: dict[str, Any],
+    root: Path,
+    gold_sets: list[tuple[int, ...]],
+    args: argparse.Namespace,
+) -> tuple[float, list[dict[str, Any]]]:
+    """One learning rate for every head: the candidate with the best mean *validation* F1@5 over ``specs`` (seed 0)."""
+    rows = []
+    for lr in candidates:
+        scores = []
+        for spec in specs:
+            run_dir = run_folder(root, dataset, {**settings, "learning_rate": lr}, spec, 0)
+            record = run_one(
+                spec,
+                0,
+                {**settings, "learning_rate": lr},
+                data_arguments,
+                run_dir,
+                gold_sets,
+                retrain=args.retrain,
+                keep_checkpoints=False,
+            )
+            scores.append(record["validation"]["f1@5"])
+            rows.append({"learning_rate": lr, "head": spec.name, "validation_f1@5": record["validation"]["f1@5"]})
+            print(f"  lr {lr:g} {spec.name}: validation F1@5 {record['validation']['f1@5']:.4f}", flush=True)
+        rows.append({"learning_rate": lr, "head": "mean", "validation_f1@5": statistics.fmean(scores)})
+    means = [row for row in rows if row["head"] == "mean"]
+    best = max(means, key=lambda row: row["validation_f1@5"])
+    return best["learning_rate"], rows
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def _mean_std(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
+    values = [v * scale for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.fmean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means and standard deviations over the seeds of one head."""
+    summary: dict[str, Any] = {"head": records[0]["head"], "seeds": [r["seed"] for r in records]}
+    summary["trainable_head_parameters"] = records[0]["trainable_head_parameters"]
+    for split in ("test", "validation"):
+        for name in TABLE_METRICS:
+            values = [r[split][name] for r in records]
+            summary[f"{split}_{name}_mean"] = statistics.fmean(values)
+            summary[f"{split}_{name}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    for fraction in ("95", "99"):
+        epochs = [r[f"epochs_to_{fraction}"] for r in records if r[f"epochs_to_{fraction}"] is not None]
+        summary[f"epochs_to_{fraction}_mean"] = statistics.fmean(epochs) if epochs else None
+    summary["train_seconds_mean"] = statistics.fmean(r["train_seconds"] for r in records)
+    summary["train_seconds_min"] = min(r["train_seconds"] for r in records)
+    for key in ("share", "share_up_to_k"):
+        values = [r["argmaxability"].get(key) for r in records if r["argmaxability"].get(key) is not None]
+        summary[f"argmax_{key}_mean"] = statistics.fmean(values) if values else None
+    summary["argmax_undecided"] = sum(r["argmaxability"]["undecided"] for r in records)
+    summary["argmax_method"] = records[0]["argmaxability"]["method"]
+    summary["distinct_test_sets"] = records[0]["argmaxability"]["distinct_test_sets"]
+    return summary
+
+
+def markdown_table(grouped: dict[str, list[dict[str, Any]]]) -> str:
+    """The results table, one row per head (metrics in percent, mean ± std over seeds)."""
+    header = (
+        "| head | trainable head params | P@1 | P@3 | F1@3 | F1@5 | micro-F1 | macro-F1 | epochs to 95% (99%) of best "
+        "val F1@5 | train s (fastest seed) | test gold sets outputtable | ... with <= k labels |"
+    )
+    lines = [header, "|" + "---|" * 12]
+    for name, records in grouped.items():
+        cells = [name, f"{records[0]['trainable_head_parameters']:,}"]
+        cells += [_mean_std([r["test"][m] for r in records], 100.0) for m in TABLE_METRICS]
+        cells.append(
+            f"{_mean_std([r['epochs_to_95'] for r in records])} ({_mean_std([r['epochs_to_99'] for r in records])})"
+        )
+        # The fastest seed: the machine is shared, and other jobs slow single runs by up to an order of magnitude.
+        cells.append(f"{min(r['train_seconds'] for r in records):.0f}")
+        share = [r["argmaxability"]["share"] for r in records]
+        undecided = sum(r["argmaxability"]["undecided"] for r in records)
+        total = records[0]["argmaxability"]["distinct_test_sets"]
+        cell = f"{_mean_std(share, 100.0)}% of {total}"
+        if undecided:
+            cell += f" ({undecided} undecided)"
+        cells.append(cell)
+        small = [r["argmaxability"].get("share_up_to_k") for r in records]
+        if records[0]["argmaxability"].get("sets_up_to_k") is not None:
+            cells.append(f"{_mean_std(small, 100.0)}% of {records[0]['argmaxability']['sets_up_to_k']}")
+        else:
+            cells.append("n/a")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def check_targets(grouped: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The issue's three targets, each said met or not with the numbers behind it."""
+    summary = {name: summarise(records) for name, records in grouped.items()}
+    dft = {n: s for n, s in summary.items() if n.startswith("dft")}
+    bottleneck = {n: s for n, s in summary.items() if n.startswith("bottleneck")}
+    lines = []
+    if not dft or not bottleneck:
+        return ["Targets: need at least one DFT and one bottleneck head."]
+    # 1. DFT F1@5 within 1 point of the best bottleneck head with no more trainable parameters.
+    best_dft = max(dft.values(), key=lambda s: s["test_f1@5_mean"])
+    target_lines = []
+    met_any = False
+    for name, s in sorted(dft.items(), key=lambda item: -item[1]["test_f1@5_mean"]):
+        rivals = [b for b in bottleneck.values() if b["trainable_head_parameters"] >= s["trainable_head_parameters"]]
+        if not rivals:
+            continue
+        rival = max(rivals, key=lambda b: b["test_f1@5_mean"])
+        gap = 100 * (s["test_f1@5_mean"] - rival["test_f1@5_mean"])
+        ok = gap >= -1.0
+        met_any |= ok
+        target_lines.append(
+            f"    {name} ({s['trainable_head_parameters']:,} params, F1@5 {100 * s['test_f1@5_mean']:.1f}) vs "
+            f"{rival['head']} ({rival['trainable_head_parameters']:,} params, F1@5 "
+            f"{100 * rival['test_f1@5_mean']:.1f}): {gap:+.1f} points -> {'met' if ok else 'NOT met'}"
+        )
+    lines.append(
+        "1. A DFT head's F1@5 within 1 point of the best bottleneck head that has at least as many trainable "
+        "parameters (read per DFT head): "
+        f"{'MET by at least one DFT head' if met_any else 'NOT MET by any DFT head'}"
+        + ("" if target_lines else " (no bottleneck head has as many parameters as any DFT head)")
+    )
+    lines += target_lines
+    # 2. 100% of test gold sets with <= k labels outputtable by the DFT head.
+    shares = {n: s["argmax_share_up_to_k_mean"] for n, s in dft.items()}
+    all_full = all(v is not None and v >= 1.0 for v in shares.values())
+    lines.append(
+        "2. 100% of test gold sets with <= k labels outputtable by every DFT head: "
+        + ("MET" if all_full else "NOT MET")
+        + " ("
+        + ", ".join(f"{n}: {100 * v:.1f}%" for n, v in shares.items() if v is not None)
+        + ")"
+    )
+    # 3. Fewer epochs to converge than the bottleneck head: the best-F1@5 DFT head against the best-F1@5 bottleneck
+    # head, at the issue's 95% of the best validation F1@5 (and at 99%, which separates heads that all pass 95% early).
+    best_bottleneck = max(bottleneck.values(), key=lambda s: s["test_f1@5_mean"])
+    verdicts = []
+    for fraction in ("95", "99"):
+        ours, theirs = best_dft[f"epochs_to_{fraction}_mean"], best_bottleneck[f"epochs_to_{fraction}_mean"]
+        verdicts.append(
+            f"{fraction}%: {ours:.1f} vs {theirs:.1f} epochs -> "
+            + ("MET" if ours < theirs else ("tie, NOT met" if ours == theirs else "NOT met"))
+        )
+    lines.append(
+        f"3. Fewer epochs to converge than the bottleneck head ({best_dft['head']} vs {best_bottleneck['head']}, the "
+        f"best of each kind by test F1@5): " + "; ".join(verdicts)
+    )
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------- main
+
+
+def run_dataset(dataset: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """Tune (optionally), train the grid for every seed, print the table and the targets; returns the JSON part."""
+    from hf_dft_head.training import TrainingArguments
+
+    grid = DISASTER_GRID if dataset == "disaster" else KAOMOJI_GRID
+    data_arguments = base_arguments(dataset, root)
+    settings: dict[str, Any] = {
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "warmup_ratio": args.warmup_ratio,
+        "weight_decay": 0.0,
+        "dropout": args.dropout,
+    }
+    if args.quick:
+        settings.update(max_train_samples=1500, max_eval_samples=400)
+    elif dataset == "kaomoji":
+        # 0 means the whole split (train's max_*_samples take None for that)
+        settings.update(
+            max_train_samples=args.kaomoji_train_samples or None, max_eval_samples=args.kaomoji_eval_samples or None
+        )
+    probe = TrainingArguments(output_dir=str(root / "probe"), **settings, **data_arguments)
+    gold_sets, num_labels, _ = distinct_test_gold_sets(probe)
+    encoder_width = 384  # all-MiniLM-L6-v2
+    specs, skipped = [], []
+    for spec in head_grid(grid):
+        reason = spec.check(num_labels, encoder_width)
+        (skipped.append((spec.name, reason)) if reason else specs.append(spec))
+    print(f"\n## {dataset}: n = {num_labels} labels, {len(gold_sets)} distinct test gold sets", flush=True)
+    if skipped:
+        print("Skipped (cannot be built): " + "; ".join(f"{n} ({why})" for n, why in skipped), flush=True)
+
+    tuning_rows = None
+    if args.tune_lr:
+        tune_specs = [s for s in specs if s.name in args.tune_heads] or specs[:1]
+        print(f"Tuning the learning rate on validation F1@5 over {[s.name for s in tune_specs]}, seed 0:", flush=True)
+        lr, tuning_rows = tune_learning_rate(
+            dataset, args.tune_lr, tune_specs, settings, data_arguments, root, gold_sets, args
+        )
+        settings["learning_rate"] = lr
+        print(f"Chosen learning rate: {lr:g}", flush=True)
+
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for spec in specs:
+        for seed in range(args.seeds):
+            run_dir = run_folder(root, dataset, settings, spec, seed)
+            started = time.time()
+            record = run_one(
+                spec,
+                seed,
+                settings,
+                data_arguments,
+                run_dir,
+                gold_sets,
+                retrain=args.retrain,
+                keep_checkpoints=args.keep_checkpoints,
+            )
+            grouped.setdefault(spec.name, []).append(record)
+            print(
+                f"  {spec.name} seed {seed}: test F1@5 {100 * record['test']['f1@5']:.1f}, "
+                f"argmaxable {100 * record['argmaxability']['share']:.1f}% "
+                f"({time.time() - started:.0f} s)",
+                flush=True,
+            )
+
+    budget = (
+        f"{args.epochs} epochs, batch {args.batch_size}, AdamW lr {settings['learning_rate']:g} (head), linear decay, "
+        f"warmup {args.warmup_ratio:g}, dropout {args.dropout:g}, {args.seeds} seed(s), best epoch by validation F1@5"
+    )
+    if settings.get("max_train_samples") or settings.get("max_eval_samples"):
+        budget += (
+            f", SUBSET: first {settings.get('max_train_samples') or 'all'} train / "
+            f"{settings.get('max_eval_samples') or 'all'} validation and test examples"
+        )
+    print(f"\n### {dataset} (frozen all-MiniLM-L6-v2 features; {budget})\n")
+    print("Test metrics in %, mean ± std over seeds.\n")
+    print(markdown_table(grouped))
+    print("\nTargets of issue 4:")
+    for line in check_targets(grouped):
+        print(line)
+    sys.stdout.flush()
+    return {
+        "dataset": dataset,
+        "num_labels": num_labels,
+        "distinct_test_sets": len(gold_sets),
+        "settings": settings,
+        "skipped": skipped,
+        "learning_rate_tuning": tuning_rows,
+        "summary": [summarise(records) for records in grouped.values()],
+        "runs": grouped,
+        "targets": check_targets(grouped),
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", choices=("disaster", "kaomoji", "both"), default="disaster")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per head (default 3)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--learning-rate",
+        type=float,
+        default=1e-2,
+        help="head learning rate when not tuning (default 1e-2: the pick of --tune-lr 1e-3 3e-3 1e-2 on disaster)",
+    )
+    parser.add_argument("--warmup-ratio", type=float, default=0.0)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument(
+        "--tune-lr",
+        type=float,
+        nargs="*",
+        default=None,
+        help="candidate learning rates: pick the one with the best mean validation F1@5 over --tune-heads (seed 0)",
+    )
+    parser.add_argument("--tune-heads", nargs="*", default=["dense", "bottleneck-r32", "dft-k5-s16", "dft-k10-s25"])
+    parser.add_argument(
+        "--kaomoji-train-samples", type=int, default=20000, help="first N of the 65,687 kaomoji train rows (0: all)"
+    )
+    parser.add_argument(
+        "--kaomoji-eval-samples", type=int, default=3000, help="first N of the 8,211 validation and test rows (0: all)"
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1,500 train / 400 eval rows, 1 seed")
+    parser.add_argument("--json", type=Path, default=None, help="write every run and summary to this JSON file")
+    parser.add_argument("--output-root", type=Path, default=Path(DEFAULT_OUTPUT_ROOT))
+    parser.add_argument("--retrain", action="store_true", help="ignore cached runs under --output-root")
+    parser.add_argument("--keep-checkpoints", action="store_true", help="keep each run's checkpoint and state")
+    parser.add_argument("--verbose", action="store_true", help="show the training loop's progress bars and logs")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds = 1
+        args.epochs = min(args.epochs, 3)
+    if args.seeds < 1 or args.epochs < 1:
+        parser.error("--seeds and --epochs must be >= 1")
+    repository = Path(__file__).resolve().parent.parent
+    if args.output_root.resolve().is_relative_to(repository):
+        parser.error(f"--output-root {args.output_root} is inside the repository; choose a folder outside it")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark for the chosen data set(s); prints the tables and returns the exit status."""
+    args = parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if not args.verbose:
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        logging.disable(logging.WARNING)
+        import datasets
+
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    root = args.output_root / ("quick" if args.quick else "full")
+    root.mkdir(parents=True, exist_ok=True)
+    reports = []
+    for dataset in ("disaster", "kaomoji") if args.dataset == "both" else (args.dataset,):
+        reports.append(run_dataset(dataset, args, root))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(
+            json.dumps(
+                {"arguments": {k: str(v) for k, v in vars(args).items()}, "datasets": reports}, indent=2, default=str
+            )
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
