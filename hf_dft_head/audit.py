@@ -883,7 +883,13 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     add_dataset_arguments(parser)
     add_verifier_arguments(parser)
     parser.add_argument("--output", default=None, help=f"JSON report path (default: ./{AUDIT_REPORT_NAME})")
-    parser.add_argument("--plot", nargs="?", const=AUDIT_FIGURE_NAME, default=None, help="write a PNG figure")
+    parser.add_argument(
+        "--plot",
+        nargs="?",
+        const="",
+        default=None,
+        help=f"write a PNG figure (default path: {AUDIT_FIGURE_NAME} next to the report)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -908,7 +914,8 @@ def run_audit(args: argparse.Namespace) -> int:
         print(f"hf-dft audit: error: {error}", file=sys.stderr)
         return 2
     output = Path(args.output or AUDIT_REPORT_NAME)
-    if args.plot:
+    if args.plot is not None:
+        args.plot = args.plot or str(output.parent / AUDIT_FIGURE_NAME)
         report["figure"] = {"path": str(args.plot), "series": plot_series(report)}
         write_plot(report, args.plot)
     write_json(report, output)

@@ -141,6 +141,12 @@ def test_cli_writes_report_plot_and_summary_with_label_names(stock_checkpoint, t
     assert shares[0] == 1.0 and shares[8] == 0.0
     out = capsys.readouterr().out
     assert "160 never outputtable" in out and "ghost" in out
+    # --plot without a path puts the figure next to the report, not in the working directory
+    nested = tmp_path / "nested" / "report.json"
+    nested.parent.mkdir()
+    args = parser.parse_args([str(folder), "--dataset", str(data), "--output", str(nested), "--plot", "--quiet"])
+    assert audit.run_audit(args) == 0
+    assert (nested.parent / audit.AUDIT_FIGURE_NAME).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_single_label_regression_and_unset_problem_type_are_refused(tmp_path, capsys) -> None:
