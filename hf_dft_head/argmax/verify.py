@@ -5,11 +5,23 @@ Pipeline for every label set (sign pattern ``sigma``: +1 on the set, -1 elsewher
 1. DFT heads (``dft_k`` given): the exact sign-change rule, vectorised over all sets. Without
    slack columns it decides both ways; a "no" is backed by a Farkas certificate built from
    ``2k + 2`` rows (no LP). With slack columns its "yes" is final and its "no" goes to the LP.
-2. The LP (:mod:`.lp`): a cheap search for a witness in a low-dimensional subspace spanned by
-   the set's rows and the most threatening other rows; when that does not settle the
-   verdict, constraint generation on the full Chebyshev LP, which ends with a witness (the
-   set is argmaxable) or a Farkas certificate from the duals (it is not). If the box
-   ``|x|_inf <= B`` hides a region lying farther out, the homogenised LP decides exactly.
+2. Any other set, in stages that stop as soon as the status *and* the epsilon decision are proven:
+
+   a. the Chebyshev LP restricted to a small subspace (the set's rows and the most threatening
+      other rows): a witness with relative radius >= epsilon, in milliseconds, for most sets of
+      well-separated heads;
+   b. the min-norm point of the convex hull of the signed homogenised rows (non-negative least
+      squares with row generation): exact status with no box, either a Farkas certificate
+      (0 is in the hull) or a witness; then, if that witness is inside the box but its radius is
+      below epsilon, a subspace LP around it to re-centre;
+   c. constraint generation on the full boxed Chebyshev LP (:mod:`.lp`) for what is still open:
+      it stops when a witness reaches epsilon, when the dual simplex proves the radius below
+      epsilon, or at the optimum (``exact_radius=True``); a non-positive optimum gives a
+      certificate from the duals, and if the box hides a region lying farther out, the
+      homogenised LP decides exactly.
+
+   ``constraint_generation=False`` skips all this and solves one LP over all rows per set (the
+   paper's approach), for comparison.
 3. Every witness is re-checked in float64 and in the model's dtype and every certificate
    with :func:`.lp.check_farkas_certificate`; a failed check gives "undecided", never
    "unargmaxable".
@@ -327,10 +339,13 @@ def _witness_verdict(head, labels, signs, x, s: Settings, *, upper, exact, reaso
     )
 
 
-def _subspace_basis(problem: Problem, positives: np.ndarray, extra: np.ndarray) -> np.ndarray:
-    """Orthonormal ``(m, q)`` basis of the span of the rows ``positives`` and ``extra``."""
+def _subspace_basis(problem: Problem, positives: np.ndarray, extra: np.ndarray, extra_vector=None) -> np.ndarray:
+    """Orthonormal ``(m, q)`` basis of the span of the rows ``positives`` and ``extra`` (and ``extra_vector``)."""
     chosen = np.unique(np.r_[positives, extra])
-    q, r = np.linalg.qr(problem.unit_rows[chosen].T)
+    vectors = problem.unit_rows[chosen]
+    if extra_vector is not None:
+        vectors = np.vstack([extra_vector / max(np.linalg.norm(extra_vector), 1e-300), vectors])
+    q, r = np.linalg.qr(vectors.T)
     keep = np.abs(np.diag(r)) > 1e-10
     return q[:, keep]
 
@@ -448,10 +463,33 @@ def _decide_lp(head: Head, labels: np.ndarray, s: Settings) -> Verdict:
                 return _witness_verdict(head, labels, signs, x, s, upper=None, exact=False, reason=reason)
             cone_witness = x
             if inside:
-                # Start the boxed LP from the rows that bind first around this interior point.
                 cone_lower = check.relative_radius
-                near = np.argsort(problem.margins(x / s.box), kind="stable")[: m + 1]
-                initial = np.union1d(positives, near)
+                order = np.argsort(problem.margins(x / s.box), kind="stable")
+                if s.subspace_search and not s.exact_radius:
+                    # Re-centre cheaply: the Chebyshev LP restricted to the witness direction and the
+                    # normals of the rows that bind first around it.
+                    near = order[: 2 * len(positives) + 64]
+                    basis = _subspace_basis(problem, positives, near, extra_vector=x / s.box)
+                    if basis.shape[1] < m:
+                        outcome = maximise_radius(
+                            problem,
+                            np.r_[positives, order[: 2 * basis.shape[1]]],
+                            exact=False,
+                            epsilon=s.epsilon,
+                            basis=basis,
+                            add_rows=add_rows,
+                            time_limit=s.time_limit,
+                            stop_below=s.epsilon,
+                        )
+                        if outcome.kind in ("optimal", "early") and outcome.rho_lower >= s.epsilon:
+                            reason = f"LP in a {basis.shape[1]}-dim subspace around a min-norm-point witness"
+                            verdict = _witness_verdict(
+                                head, labels, signs, s.box * outcome.u, s, upper=None, exact=False, reason=reason
+                            )
+                            if verdict.status == ARGMAXABLE:
+                                return verdict
+                # Start the boxed LP from the rows that bind first around this interior point.
+                initial = np.union1d(positives, order[: m + 1])
     # Stage 3: the Chebyshev LP in the box, for the radius and the epsilon decision.
     return _decide_by_lp(
         head,
