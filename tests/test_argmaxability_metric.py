@@ -105,3 +105,37 @@ def test_bad_input_is_reported(load_metric):
     hot = load_metric("multi_hot")
     with pytest.raises(ValueError, match="multi-hot row 0 has value 0.5"):
         hot.compute(predictions=[[1, 0, 0]], references=[[0.5, 0, 0]], weight=LINE_W, bias=LINE_B)
+
+
+def test_model_argument_uses_the_models_own_head(load_metric):
+    """compute(model=...) decides in the head's own space: a DFT model's every <= k set, a rank-1 stock head's few."""
+    import torch
+    from conftest import tiny_encoder_config
+    from transformers import AutoModel, BertForSequenceClassification
+
+    from hf_dft_head import DFTForMultiLabelClassification
+
+    torch.manual_seed(0)
+    n, k = 12, 2
+    model = DFTForMultiLabelClassification.from_encoder(
+        AutoModel.from_config(tiny_encoder_config("bert")), num_labels=n, k=k
+    )
+    metric = load_metric()
+    # sign changes in circle order: 2, 4, 2 (three labels, but one arc), 12 > 2k = 4
+    sets = [[0], [3, 7], [1, 2, 3], [0, 2, 4, 6, 8, 10]]
+    out = metric.compute(predictions=[[0], [3, 7], [3, 7], []], references=sets, model=model)
+    assert out["k"] == k and out["num_labels"] == n and out["dim"] == 2 * k + 1
+    assert out["references_argmaxable"] == pytest.approx(0.75)  # exactly the rule's verdicts
+    assert out["predictions_argmaxable"] == 1.0
+
+    config = tiny_encoder_config("bert")
+    config.num_labels, config.problem_type = 3, "multi_label_classification"
+    stock = BertForSequenceClassification(config)
+    with torch.no_grad():  # rank-1 head on a line: z_i = x - (i + 1), as LINE_W / LINE_B above
+        stock.classifier.weight.zero_()
+        stock.classifier.weight[:, 0] = 1.0
+        stock.classifier.bias.copy_(torch.tensor([-0.1, -0.2, -0.3]))
+    out = metric.compute(predictions=[[0], []], references=[[0, 1], [0, 2]], model=stock)
+    assert out["references_argmaxable"] == 0.5 and out["references_unargmaxable_sets"] == 1
+    with pytest.raises(ValueError, match="either model= or weight="):
+        metric.compute(predictions=[[0]], references=[[0]], model=stock, weight=LINE_W)

@@ -33,7 +33,9 @@ Args:
     predictions: config "default": one list of predicted label ids per example (may be empty);
         config "multi_hot": one row of n 0/1 values per example.
     references: the gold label sets, in the same form.
-    weight: (n, m) effective head matrix (numpy array or tensor). Required.
+    model: a loaded multi-label sigmoid model (ours, or a stock AutoModelForSequenceClassification): its head
+        gives weight, bias, dft_k and dtype (see hf_dft_head.audit.find_sigmoid_head). Or pass weight/bias:
+    weight: (n, m) effective head matrix (numpy array or tensor), when no model is given.
     bias: (n,) head bias, or None.
     dft_k: the first 2k+1 columns of weight are the Gale matrix G(n, k) (checked): use the exact rule.
     label_order: (n,) circle position of each label, for the rule.
@@ -93,6 +95,7 @@ class Argmaxability(evaluate.Metric):
         self,
         predictions,
         references,
+        model=None,
         weight=None,
         bias=None,
         dft_k=None,
@@ -106,8 +109,19 @@ class Argmaxability(evaluate.Metric):
         progress=False,
     ) -> dict:
         """Verify every distinct set once (gold and predicted together), then summarise each side."""
+        if model is not None:
+            if weight is not None:
+                raise ValueError("pass either model= or weight=/bias=, not both.")
+            # Imported here: only callers that pass a transformers model pay for the transformers import.
+            from hf_dft_head.audit import find_sigmoid_head
+
+            head = find_sigmoid_head(model)
+            weight, bias, dtype = head.weight, head.bias, head.model_dtype
+            dft_k = head.dft_k if dft_k is None else dft_k
         if weight is None:
-            raise ValueError("pass the head as compute(..., weight=W, bias=b): W is (num_labels, dim).")
+            raise ValueError(
+                "pass the head as compute(..., model=model) or compute(..., weight=W, bias=b): W is (num_labels, dim)."
+            )
         weight = np.asarray(weight, dtype=np.float64)
         if weight.ndim != 2:
             raise ValueError(f"weight must be 2-D (num_labels, dim), got shape {weight.shape}.")
