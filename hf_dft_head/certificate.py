@@ -657,6 +657,9 @@ def resolve_checkpoint(name: str, revision: str | None = None) -> Path:
     """A local folder as is; otherwise a Hub repo id, downloaded (snapshot) into the Hugging Face cache."""
     if Path(name).is_dir():
         return Path(name)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists():
+        # A path, not a repo id ("namespace/name"): say so instead of asking the Hub about it.
+        raise ValueError(f"{name} is not a checkpoint folder (and not a Hub repo id of the form namespace/name).")
     from .hub import download_checkpoint
 
     return download_checkpoint(name, revision=revision)

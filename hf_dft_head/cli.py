@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         module = importlib.import_module(SUBCOMMANDS[args.command][0])
         return int(getattr(module, f"run_{args.command}")(args) or 0)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         # Bad input: one clear line, no traceback, nothing written has been removed.
         print(f"hf-dft {args.command}: error: {error}", file=sys.stderr)
         return 2

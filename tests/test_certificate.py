@@ -213,3 +213,11 @@ def test_model_card_carries_metadata_quality_and_argmaxability(certified, tmp_pa
     text = str(card)
     assert "every set of at most k = 3 labels" in text and "hf-dft verify alice/tiny" in text
     assert "| best step (kept checkpoint) | 40 |" in text and "![Argmaxable share" in text
+
+
+def test_verify_of_a_missing_folder_names_it(tmp_path, capsys) -> None:
+    from hf_dft_head.cli import main as cli_main
+
+    missing = tmp_path / "no_such_checkpoint"
+    assert cli_main(["verify", str(missing)]) == 2
+    assert f"{missing} is not a checkpoint folder" in capsys.readouterr().err

@@ -243,3 +243,12 @@ def test_two_process_accelerate_launch_matches_one_process(toy_data, minilm_path
             assert results_two[split][metric] == pytest.approx(value, abs=1e-6), (split, metric)
     for name, value in head_state(one).items():
         np.testing.assert_allclose(head_state(two)[name].numpy(), value.numpy(), atol=1e-5)
+
+
+def test_missing_data_file_is_a_clear_error(minilm_path, tmp_path, capsys):
+    missing = tmp_path / "nope.jsonl"
+    assert (
+        cli_main(["train", "--encoder", minilm_path, "--dataset", str(missing), "--output-dir", str(tmp_path / "o")])
+        == 2
+    )
+    assert str(missing) in capsys.readouterr().err
