@@ -191,7 +191,10 @@ def load_training_data(args: TrainingArguments) -> data_lib.MultiLabelData:
             data_files=parse_data_files(args.data_files),
             text_column=args.text_column,
             label_column=args.label_column,
-            label_columns=args.label_columns,
+            # `--label-columns a,b,c` and `--label-columns a b c` both work
+            label_columns=[name for entry in args.label_columns for name in entry.split(",") if name]
+            if args.label_columns
+            else None,
             label_prefix=args.label_prefix,
             label_format=args.label_format,
             label_separator=args.label_separator,

@@ -252,3 +252,20 @@ def test_missing_data_file_is_a_clear_error(minilm_path, tmp_path, capsys):
         == 2
     )
     assert str(missing) in capsys.readouterr().err
+
+
+def test_binary_label_columns_given_comma_separated(minilm_path, tmp_path):
+    rng = random.Random(1)
+    lines = ["message,water,food,fire"]
+    for _ in range(40):
+        flags = [rng.randint(0, 1) for _ in range(3)]
+        words = " ".join(w for w, f in zip(("water", "food", "fire"), flags) if f) or "hello"
+        lines.append(f"we need {words},{flags[0]},{flags[1]},{flags[2]}")
+    data = tmp_path / "flags.csv"
+    data.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "run"
+    args = ["train", "--encoder", minilm_path, "--encoder-layers", "1", "--dataset", str(data)]
+    args += ["--text-column", "message", "--label-columns", "water,food,fire", "--k", "1", "--freeze-encoder"]
+    assert cli_main([*args, "--epochs", "1", "--output-dir", str(out)]) == 0
+    config = AutoModel.from_pretrained(out).config
+    assert sorted(config.id2label.values()) == ["fire", "food", "water"]
