@@ -47,7 +47,6 @@ import argparse
 import functools
 import gc
 import json
-import math
 import os
 import platform
 import resource
@@ -455,11 +454,11 @@ def crossover_summary(rows: list[CrossoverRow]) -> list[str]:
             if all(later.faster == "fft" for later in ordered[index:]):
                 fft_from = row.k
                 break
-        rule_threshold = 2 * math.log2(n)
+        rule_fft_ks = [row.k for row in ordered if row.choose_dft_path == "fft"]
         lines.append(
             f"- n={n:,}: matmul faster at k in {matmul_ks or 'none'}; fft faster for every k >= "
-            f"{fft_from if fft_from is not None else 'none measured'}; current rule picks fft when "
-            f"2k+1 > {rule_threshold:.1f} (k >= {math.floor((rule_threshold - 1) / 2) + 1}); "
+            f"{fft_from if fft_from is not None else 'none measured'}; choose_dft_path picks fft at k in "
+            f"{rule_fft_ks or 'none'}; "
             f"rule wrong at {sum(row.faster != row.choose_dft_path for row in ordered)} of {len(ordered)} k"
         )
     return lines
