@@ -36,9 +36,9 @@ def choose_dft_path(num_labels: int, k: int) -> str:
     """The faster of ``"fft"`` and ``"matmul"`` for ``G @ x`` at this size, on CPU, forward plus backward.
 
     The matmul costs ``O(n (2k+1))`` per example and the inverse real FFT ``O(n log n)`` with a
-    much larger constant. ``benchmarks/head_speed.py`` measured (README table) that the matmul
-    wins for every ``2k + 1 <= 101`` at n = 1k..1M, and the FFT from about ``2k + 1 ~ 100..115``
-    at n >= 10k. The FFT is also chosen when the cached G would exceed 256 MB (float32), so
+    much larger constant. ``benchmarks/head_speed.py`` measured (README) that the matmul wins for
+    every ``2k + 1 <= 51`` at n = 1k..1M and breaks even around ``2k + 1 ~ 100`` (n = 10k..100k); past
+    128 columns the FFT is taken. The FFT is also chosen when the cached G would exceed 256 MB (float32), so
     that the head's small memory is not given back to a cache.
     """
     width = 2 * k + 1
