@@ -142,7 +142,7 @@ def check_arguments(args: TrainingArguments) -> None:
 def check_output_dir(args: TrainingArguments) -> None:
     """An output folder holding another run is refused unless ``resume`` or ``overwrite`` says what to do.
 
-    Nothing is deleted here; ``--overwrite`` removes only the files a run writes, after all checks passed.
+    Nothing is deleted here; ``--overwrite`` empties the folder only once the data and the model have loaded.
     """
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
@@ -408,13 +408,6 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     set_seed(args.seed)
     is_main = accelerator.is_main_process
 
-    if is_main:
-        if args.overwrite and output_dir.exists():
-            for child in output_dir.iterdir():
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
-        output_dir.mkdir(parents=True, exist_ok=True)
-    accelerator.wait_for_everyone()
-
     encoder_path = args.encoder or bundled_encoder_path()
     with accelerator.main_process_first():
         loaded = load_training_data(args)
@@ -422,8 +415,6 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     statistics = data_lib.label_set_statistics(loaded, args.k)
     if is_main:
         _report_data(loaded, statistics, args)
-        write_json_atomic(output_dir / "label_statistics.json", {"summary": loaded.summary, "statistics": statistics})
-        write_json_atomic(output_dir / RUN_MARKER, args.to_json())
 
     tokenizer = AutoTokenizer.from_pretrained(encoder_path)
     encoder_kwargs = {"num_hidden_layers": args.encoder_layers} if args.encoder_layers else {}
@@ -441,6 +432,17 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         freeze_encoder=args.freeze_encoder,
     )
     model.config.name_or_path = encoder_path
+
+    # Only now that the data and the model are known to be good is the old run replaced: bad input
+    # fails above and leaves an existing output folder exactly as it was.
+    if is_main:
+        if args.overwrite and output_dir.exists():
+            for child in output_dir.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(output_dir / "label_statistics.json", {"summary": loaded.summary, "statistics": statistics})
+        write_json_atomic(output_dir / RUN_MARKER, args.to_json())
+    accelerator.wait_for_everyone()
 
     if args.freeze_encoder:
         with accelerator.main_process_first():

@@ -269,3 +269,13 @@ def test_binary_label_columns_given_comma_separated(minilm_path, tmp_path):
     assert cli_main([*args, "--epochs", "1", "--output-dir", str(out)]) == 0
     config = AutoModel.from_pretrained(out).config
     assert sorted(config.id2label.values()) == ["fire", "food", "water"]
+
+
+def test_overwrite_with_bad_input_keeps_the_old_run(toy_data, minilm_path, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli_main(train_args(toy_data, out, minilm_path, "--freeze-encoder", "--epochs", "1")) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    bad = train_args(toy_data, out, minilm_path, "--freeze-encoder", "--overwrite", "--k", "40")
+    assert cli_main(bad) == 2 and "exceeds num_labels" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing removed or rewritten
+    assert AutoModel.from_pretrained(out).config.k == 3
