@@ -846,6 +846,20 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     )
 
 
+def verifier_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`audit_checkpoint` and ``certify`` set by ``add_verifier_arguments``."""
+    return {
+        "predictions": not args.no_predictions,
+        "epsilon": args.epsilon,
+        "box": args.box,
+        "radii": not args.rule_only,
+        "workers": args.workers,
+        "batch_size": args.batch_size,
+        "max_length": args.max_length,
+        "progress": not args.quiet,
+    }
+
+
 def add_verifier_arguments(parser: argparse.ArgumentParser) -> None:
     """``--epsilon``, ``--box``, ``--workers``, ``--batch-size``, ``--no-predictions``, ``--assume-multi-label``."""
     parser.add_argument(
@@ -898,17 +912,7 @@ def run_audit(args: argparse.Namespace) -> int:
     """Run ``hf-dft audit``: write the JSON report (and figure), print the summary. Returns the exit code."""
     try:
         report = audit_checkpoint(
-            args.model,
-            spec_from_args(args),
-            predictions=not args.no_predictions,
-            epsilon=args.epsilon,
-            box=args.box,
-            radii=not args.rule_only,
-            workers=args.workers,
-            batch_size=args.batch_size,
-            max_length=args.max_length,
-            assume_multi_label=args.assume_multi_label,
-            progress=not args.quiet,
+            args.model, spec_from_args(args), assume_multi_label=args.assume_multi_label, **verifier_options(args)
         )
     except ValueError as error:
         print(f"hf-dft audit: error: {error}", file=sys.stderr)

@@ -601,18 +601,7 @@ def run_certify(args: argparse.Namespace) -> int:
     try:
         if args.dataset is None:
             args.dataset, args.text_column, args.label_column = training_data_of(checkpoint, args.split)
-        certificate = certify(
-            checkpoint,
-            audit.spec_from_args(args),
-            predictions=not args.no_predictions,
-            epsilon=args.epsilon,
-            box=args.box,
-            radii=not args.rule_only,
-            workers=args.workers,
-            batch_size=args.batch_size,
-            max_length=args.max_length,
-            progress=not args.quiet,
-        )
+        certificate = certify(checkpoint, audit.spec_from_args(args), **audit.verifier_options(args))
     except ValueError as error:
         print(f"hf-dft certify: error: {error}", file=sys.stderr)
         return 2
