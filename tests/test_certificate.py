@@ -221,3 +221,18 @@ def test_verify_of_a_missing_folder_names_it(tmp_path, capsys) -> None:
     missing = tmp_path / "no_such_checkpoint"
     assert cli_main(["verify", str(missing)]) == 2
     assert f"{missing} is not a checkpoint folder" in capsys.readouterr().err
+
+
+def test_certify_and_verify_through_the_cli_with_the_runs_recorded_data(tmp_path, capsys) -> None:
+    """`hf-dft certify CKPT` without --dataset takes the data named in training_args.json, then verify passes."""
+    from hf_dft_head.cli import main as cli_main
+
+    folder, data = build_checkpoint(tmp_path / "ckpt"), write_dataset(tmp_path / "gold.jsonl")
+    (folder / "training_args.json").write_text(json.dumps({"data_files": [f"test={data}"], "text_column": "text"}))
+    assert cli_main(["certify", str(folder), "--split", "test", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "Status: certified" in out
+    written = json.loads((folder / certificate.CERTIFICATE_NAME).read_text())
+    assert written["audit"]["dataset"]["dataset"] == str(data.resolve())
+    assert cli_main(["verify", str(folder), "--quiet"]) == 0
+    assert "OK" in capsys.readouterr().out
