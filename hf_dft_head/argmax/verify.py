@@ -339,6 +339,27 @@ def _witness_verdict(head, labels, signs, x, s: Settings, *, upper, exact, reaso
     )
 
 
+def _subspace_witness(head, labels, signs, problem: Problem, rows, basis, add_rows, s: Settings, reason: str):
+    """The Chebyshev LP over ``rows`` restricted to ``span(basis)`` (``(m, b)``), stopped once the radius is below
+    epsilon. Returns ``(outcome, verdict)``: an argmaxable verdict (validated witness) when the LP proves a radius of at
+    least epsilon, else ``None``."""
+    outcome = maximise_radius(
+        problem,
+        rows,
+        exact=False,
+        epsilon=s.epsilon,
+        basis=basis,
+        add_rows=add_rows,
+        time_limit=s.time_limit,
+        stop_below=s.epsilon,
+    )
+    if outcome.kind in ("optimal", "early") and outcome.rho_lower >= s.epsilon:
+        verdict = _witness_verdict(head, labels, signs, s.box * outcome.u, s, upper=None, exact=False, reason=reason)
+        if verdict.status == ARGMAXABLE:
+            return outcome, verdict
+    return outcome, None
+
+
 def _subspace_basis(problem: Problem, positives: np.ndarray, extra: np.ndarray, extra_vector=None) -> np.ndarray:
     """Orthonormal ``(m, q)`` basis of the span of the rows ``positives`` and ``extra`` (and ``extra_vector``)."""
     chosen = np.unique(np.r_[positives, extra])
@@ -419,23 +440,12 @@ def _decide_lp(head: Head, labels: np.ndarray, s: Settings) -> Verdict:
             basis = _subspace_basis(problem, positives, extra)
             if basis.shape[1] >= m:
                 break
-            outcome = maximise_radius(
-                problem,
-                np.r_[positives, extra],
-                exact=False,
-                epsilon=s.epsilon,
-                basis=basis,
-                add_rows=add_rows,
-                time_limit=s.time_limit,
-                stop_below=s.epsilon,
+            reason = f"LP in a {basis.shape[1]}-dim subspace"
+            outcome, verdict = _subspace_witness(
+                head, labels, signs, problem, np.r_[positives, extra], basis, add_rows, s, reason
             )
-            if outcome.kind in ("optimal", "early") and outcome.rho_lower >= s.epsilon:
-                reason = f"LP in a {basis.shape[1]}-dim subspace"
-                verdict = _witness_verdict(
-                    head, labels, signs, s.box * outcome.u, s, upper=None, exact=False, reason=reason
-                )
-                if verdict.status == ARGMAXABLE:
-                    return verdict
+            if verdict is not None:
+                return verdict
             seed_rows = np.union1d(seed_rows, outcome.rows)
             binding = outcome.rows[outcome.duals > 0] if len(outcome.duals) == len(outcome.rows) else outcome.rows
             extra = np.union1d(extra, binding)
@@ -471,23 +481,11 @@ def _decide_lp(head: Head, labels: np.ndarray, s: Settings) -> Verdict:
                     near = order[: 2 * len(positives) + 64]
                     basis = _subspace_basis(problem, positives, near, extra_vector=x / s.box)
                     if basis.shape[1] < m:
-                        outcome = maximise_radius(
-                            problem,
-                            np.r_[positives, order[: 2 * basis.shape[1]]],
-                            exact=False,
-                            epsilon=s.epsilon,
-                            basis=basis,
-                            add_rows=add_rows,
-                            time_limit=s.time_limit,
-                            stop_below=s.epsilon,
-                        )
-                        if outcome.kind in ("optimal", "early") and outcome.rho_lower >= s.epsilon:
-                            reason = f"LP in a {basis.shape[1]}-dim subspace around a min-norm-point witness"
-                            verdict = _witness_verdict(
-                                head, labels, signs, s.box * outcome.u, s, upper=None, exact=False, reason=reason
-                            )
-                            if verdict.status == ARGMAXABLE:
-                                return verdict
+                        reason = f"LP in a {basis.shape[1]}-dim subspace around a min-norm-point witness"
+                        rows = np.r_[positives, order[: 2 * basis.shape[1]]]
+                        _, verdict = _subspace_witness(head, labels, signs, problem, rows, basis, add_rows, s, reason)
+                        if verdict is not None:
+                            return verdict
                 # Start the boxed LP from the rows that bind first around this interior point.
                 initial = np.union1d(positives, order[: m + 1])
     # Stage 3: the Chebyshev LP in the box, for the radius and the epsilon decision.
