@@ -15,8 +15,7 @@ from .gale import gale_matrix
 from .layers import BottleneckHead, DenseHead, DFTHead, DFTLayer, dft_synthesis, prior_logit
 from .metrics import ARGMAXABILITY_METRIC, QUALITY_METRIC
 from .modeling import DFTForMultiLabelClassification, DFTPreTrainedModel
-
-__version__ = "0.1.0"
+from .version import __version__
 
 AutoConfig.register(DFTConfig.model_type, DFTConfig)
 AutoModel.register(DFTConfig, DFTForMultiLabelClassification)
@@ -31,6 +30,7 @@ __all__ = [
     "DFTHead",
     "DFTLayer",
     "DFTPreTrainedModel",
+    "__version__",
     "DenseHead",
     "convert_sequence_classifier",
     "dft_synthesis",
