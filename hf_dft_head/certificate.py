@@ -1,28 +1,34 @@
 """Argmaxability certificates: build, write and verify the JSON file that makes "certified" checkable.
 
-``hf-dft certify CKPT --dataset ... --split test`` writes ``dft_certificate.json`` (and the figure
-``argmaxability.png``) into a checkpoint folder. The certificate
+``certify(CKPT, spec)`` writes ``dft_certificate.json`` (and the figure ``argmaxability.png``) into a checkpoint
+folder. The certificate
 
-* binds to the exact checkpoint: sha256 of every weights file, of ``config.json`` and of the remote-code files;
-* states the guarantee of a DFT head precisely (DESIGN.md section 3) and the conditions it rests on, each with the
-  number measured and the tolerance: the head's layer, probed on the unit vectors in float64, reproduces the
-  Gale matrix ``G`` (recomputed from n and k) and the slack columns; the whole head equals ``[G|S] (P h + c)``;
-  and the projection ``P`` has full row rank (smallest singular value above a stated tolerance), which carries
-  the guarantee from the head's input space to the encoder's feature space;
-* records the empirical audit (:mod:`hf_dft_head.audit`) on a named data split: gold and predicted label sets,
-  argmaxable and epsilon-argmaxable counts, radius quantiles by size, sets with more than k labels, undecided;
-* records the verifier settings, the date and the package versions.
+* binds every file of the checkpoint that ``hf-dft push`` publishes (sha256 of each: weights, config, code,
+  tokenizer, figure, training records; see :mod:`hf_dft_head.checkpoints` for what is bound);
+* binds the code: the shipped ``*.py`` files are byte-identical to the certifying package's own, ``auto_map`` names
+  only the package's classes, and the model loaded through the checkpoint's own code in a process without the
+  package computes ``[G|S](P h + c)`` (:mod:`hf_dft_head.remote_code`);
+* states the guarantee of a DFT head precisely, what holds in exact arithmetic and what was checked in the model's
+  dtype, with the conditions it rests on, each with the number measured and the tolerance: the layer reproduces
+  the Gale matrix ``G`` recomputed from (n, k), the head equals ``[G|S](P h + c)``, ``P`` has full row rank;
+* records the audit (:mod:`hf_dft_head.audit`) of a named data split: gold and predicted label sets, argmaxable and
+  epsilon-argmaxable counts, radius quantiles by size, the quality metrics of the predictions, and a probe of the
+  tokenizer and the whole model on fixed texts;
+* records the verifier options, the package version, the date and the software versions.
 
-Dense and bottleneck heads get the same file with ``"status": "not_certified"``: their audit says how many gold
-sets they cannot output, and there is no structural guarantee.
+``verify_checkpoint`` trusts nothing the certificate says: it recomputes every section from the files with the
+installed package and names each difference. A certificate made by another version of the package fails closed.
 
-``hf-dft verify CKPT`` (a folder or a Hub repo id) recomputes everything, hashes, G, singular values, the audit
-figures and the figure file's hash, and names every mismatch; it exits non-zero on any.
+Threat model. An uploader controls every byte of a checkpoint, the certificate included, so hashes alone prove
+nothing: ``verify`` recomputes. An uploader *can* write a truthful certificate for any checkpoint that really has
+the property (that is the point); they cannot make ``verify`` accept code, weights, tokenizer, labels or figures
+that differ from what the certificate states. ``verify`` cannot say whether the encoder can produce, for some
+text, the features that yield a given set: the guarantee is about the head's input space and, when ``P`` has full
+row rank, the encoder's feature space.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import datetime as dt
 import hashlib
@@ -30,73 +36,76 @@ import json
 import math
 import os
 import platform
-import sys
+import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from . import audit
+from .checkpoints import (
+    CERTIFICATE_NAME,
+    UNBOUND_REPO_FILES,
+    FileInventory,
+    bound_files,
+    hash_files,
+    load_checkpoint,
+    sha256_file,
+)
+from .configuration import DFTConfig
 from .gale import gale_matrix
+from .remote_code import (
+    PROBE_TEXTS,
+    check_auto_maps,
+    check_code_files,
+    package_text_logits,
+    probe_remote_code,
+    remote_code_problems,
+)
+from .version import __version__
 
-CERTIFICATE_NAME = "dft_certificate.json"
 FIGURE_NAME = audit.AUDIT_FIGURE_NAME
 CERTIFICATE_FORMAT = "hf-dft-head/argmaxability-certificate"
-CERTIFICATE_VERSION = 1
-# Files the certificate binds to: what decides the model's outputs.
-WEIGHT_SUFFIXES = (".safetensors", ".bin")
-WEIGHT_INDEX_SUFFIX = ".index.json"
+CERTIFICATE_VERSION = 2
 # Float64 tolerances of the head checks; float64 FFT / matmul errors are ~1e-15 at these sizes.
 GALE_TOLERANCE = 1e-10
 COMPOSITION_TOLERANCE = 1e-9
 # Numbers recomputed by verify must match the certificate to this relative tolerance (LP radii may differ in the
-# last digits across machines/BLAS builds); counts and hashes must match exactly.
+# last digits across machines/BLAS builds); counts, strings and hashes must match exactly.
 VERIFY_RTOL = 1e-5
 VERIFY_ATOL = 1e-12
-# Fields that describe the run, not the checkpoint: never compared by verify.
-UNCHECKED_FIELDS = ("created_utc", "software")
-SOFTWARE = ("hf-dft-head", "numpy", "scipy", "highspy", "torch", "transformers", "huggingface-hub", "matplotlib")
+# The probe's logit projections: |difference| <= PROBE_RTOL * |logits|_2 * |projection vector|_2 (Cauchy-Schwarz).
+PROBE_RTOL = 1e-5
+PROBE_PROJECTIONS = 8
+# Sections of a certificate, all required; verify recomputes all but the run's description.
+SECTIONS = (
+    "certificate_format",
+    "format_version",
+    "package",
+    "status",
+    "reasons_not_certified",
+    "files",
+    "head",
+    "checks",
+    "guarantee",
+    "probe",
+    "audit",
+    "verifier",
+    "options",
+    "figure",
+    "created_utc",
+    "software",
+)
+DESCRIPTIVE_SECTIONS = ("created_utc", "software")
+AUDIT_SECTIONS = ("audit", "verifier", "figure")
+SOFTWARE = ("hf-dft-head", "numpy", "scipy", "highspy", "torch", "transformers", "tokenizers", "huggingface-hub")
 
 
 class CertificateError(ValueError):
-    """A certificate is missing, unreadable, or not of this format."""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def bound_files(checkpoint: str | os.PathLike) -> list[str]:
-    """Names of the top-level files a certificate binds to: ``config.json``, weights (and their index), ``*.py``.
-
-    The remote-code ``*.py`` files are included because they decide what ``from_pretrained(...,
-    trust_remote_code=True)`` computes.
-    """
-    folder = Path(checkpoint)
-    names = []
-    for path in sorted(folder.iterdir()):
-        if not path.is_file():
-            continue
-        name = path.name
-        if (
-            name == "config.json"
-            or name.endswith(WEIGHT_SUFFIXES)
-            or (name.endswith(WEIGHT_INDEX_SUFFIX) and any(name.startswith(p) for p in ("model", "pytorch_model")))
-            or name.endswith(".py")
-        ):
-            names.append(name)
-    if "config.json" not in names:
-        raise CertificateError(f"{folder} has no config.json: is it a saved checkpoint folder?")
-    if not any(name.endswith(WEIGHT_SUFFIXES) for name in names):
-        raise CertificateError(f"{folder} has no weights file (*.safetensors or *.bin).")
-    return names
+    """A certificate is missing, unreadable, of another format or version, or the checkpoint cannot be certified."""
 
 
 def software_versions() -> dict[str, str]:
@@ -106,8 +115,7 @@ def software_versions() -> dict[str, str]:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            module = sys.modules.get(name.replace("-", "_"))
-            versions[name] = str(getattr(module, "__version__", "not installed"))
+            versions[name] = "not installed"
     return versions
 
 
@@ -122,16 +130,16 @@ def count_rule_argmaxable_sets(num_labels: int, k: int) -> int:
 
 
 def check_dft_layer(model) -> dict[str, Any]:
-    """Probe the checkpoint's DFT layer and head in float64 and compare them with ``G`` recomputed from (n, k).
+    """Probe the package-loaded DFT layer and head in float64 and compare them with ``G`` recomputed from (n, k).
 
     * ``gale_matrix``: the layer applied to the unit vectors ``e_0..e_{m-1}`` (its own forward path: FFT or
       matmul) gives its matrix column by column; the first 2k+1 columns must equal ``gale_matrix(n, k)`` and the
       rest the stored slack columns, to ``GALE_TOLERANCE`` (max abs error). Also ``|G^T G - I|_max``.
     * ``head_composition``: on 8 seeded random feature vectors ``h``, the head's output equals
       ``[G|S] (P h + c)`` computed in numpy, relative error below ``COMPOSITION_TOLERANCE``.
-    """
-    import torch
 
+    The same comparison through the checkpoint's *own* code is :func:`hf_dft_head.remote_code.probe_remote_code`.
+    """
     config = model.config
     n, k, slack = int(config.num_labels), int(config.k), int(config.slack_dims)
     head = copy.deepcopy(model.head).double().eval()
@@ -199,8 +207,10 @@ def check_projection_rank(projection: np.ndarray, weight_dtype: str = "float32")
     }
 
 
-def guarantee_statement(n: int, k: int, slack: int, projection_ok: bool, width: int, encoder_width: int) -> dict:
-    """The guarantee of a DFT head, in words and as checkable parameters."""
+def guarantee_statement(
+    n: int, k: int, slack: int, projection_ok: bool, width: int, encoder_width: int, model_dtype: str
+) -> dict:
+    """The guarantee of a DFT head: what holds in exact arithmetic, what was checked in the model's dtype."""
     sets = (
         f"every label set with at most 2k = {2 * k} sign changes along the label circle (label ids 0..{n - 1} in "
         f"order, counted cyclically), in particular every set of at most k = {k} labels and every set of at least "
@@ -212,14 +222,20 @@ def guarantee_statement(n: int, k: int, slack: int, projection_ok: bool, width: 
     exact = slack == 0
     return {
         "statement": (
-            f"For {sets}, there is an input of the head for which the model outputs exactly that set "
-            f"(sigmoid > 0.5 on its labels, < 0.5 on the others). This holds in {space}. "
+            f"In exact arithmetic: for {sets}, there is an input of the head for which the logits are positive "
+            f"exactly on that set (sigmoid > 0.5 on its labels, < 0.5 on the others). This is a theorem about the "
+            f"exact Gale matrix G, which the layer computes up to rounding (checked: see checks.gale_matrix). It "
+            f"holds in {space}. "
             + (
                 f"For this pure DFT head (no slack) these are exactly the argmaxable sets: "
                 f"{count_rule_argmaxable_sets(n, k)} of the 2^{n} label sets."
                 if exact
                 else f"The {slack} slack columns keep these sets argmaxable and may add others (decided by LP)."
             )
+            + f" In the model's dtype ({model_dtype}) a set's region can be thinner than the rounding of the logits "
+            "(tiny regions): the audit checks every gold and predicted set with a witness whose signs hold both in "
+            f"exact rational arithmetic and when the logits are computed in {model_dtype}, and reports the sets "
+            "whose region is at least epsilon wide (epsilon-argmaxable)."
         ),
         "num_labels": n,
         "k": k,
@@ -229,6 +245,8 @@ def guarantee_statement(n: int, k: int, slack: int, projection_ok: bool, width: 
         "rule_is_exact": exact,
         "argmaxable_sets_by_rule": count_rule_argmaxable_sets(n, k),
         "spaces": ["head_input"] + (["encoder_features"] if projection_ok else []),
+        "exact_arithmetic": True,
+        "checked_in_dtype": model_dtype,
         "limits": [
             "The guarantee is about the output head: it does not say the encoder produces, for a given text, the "
             "features that yield a particular set.",
@@ -238,17 +256,8 @@ def guarantee_statement(n: int, k: int, slack: int, projection_ok: bool, width: 
     }
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Building, writing and verifying
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def _load(checkpoint: Path):
-    return audit.load_checkpoint(checkpoint)
-
-
 def head_section(model, head: audit.SigmoidHead) -> tuple[dict, dict, dict | None, list[str]]:
-    """``(head description, checks, guarantee or None, reasons not certified)`` from the loaded model alone."""
+    """``(head description, checks, guarantee or None, reasons not certified)`` from the package-loaded model."""
     head_info = {**head.describe(), "encoder_width": int(getattr(model.config, "hidden_size", head.width))}
     if head.kind != "dft":
         return head_info, {}, None, [f"head_kind={head.kind!r} has no structural argmaxability guarantee"]
@@ -268,80 +277,210 @@ def head_section(model, head: audit.SigmoidHead) -> tuple[dict, dict, dict | Non
         checks["projection"]["full_row_rank"],
         head.width,
         head_info["encoder_width"],
+        head.model_dtype,
     )
     return head_info, checks, guarantee, reasons
 
 
-def build_certificate(
+def is_package_model(model) -> bool:
+    """A model of this package (it ships remote code and takes ``encoder_features``), not a stock classifier."""
+    return hasattr(model, "effective_head") and getattr(model.config, "head_kind", None) is not None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The probe of the tokenizer and the whole model
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _probe_vectors(num_labels: int) -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((num_labels, PROBE_PROJECTIONS))
+
+
+def text_probe(model, tokenizer, max_length: int = 128) -> dict[str, Any] | None:
+    """What the tokenizer and the whole model do with the fixed probe texts, compactly.
+
+    ``token_ids_sha256`` hashes the token ids (a changed vocabulary shows here); per text, the logits' L2 norm and
+    their projections on ``PROBE_PROJECTIONS`` seeded random directions (changed weights show here). ``None``
+    without a tokenizer.
+    """
+    if tokenizer is None:
+        return None
+    input_ids, logits = package_text_logits(model, tokenizer, max_length)
+    return {
+        "texts": len(PROBE_TEXTS),
+        "num_labels": int(logits.shape[1]),
+        "max_length": max_length,
+        "token_ids_sha256": hashlib.sha256(json.dumps(input_ids.tolist()).encode()).hexdigest(),
+        "logit_norms": np.linalg.norm(logits, axis=1).tolist(),
+        "logit_projections": (logits @ _probe_vectors(logits.shape[1])).tolist(),
+        "tolerance": PROBE_RTOL,
+    }
+
+
+def compare_text_probe(recorded: Any, recomputed: dict[str, Any] | None) -> list[str]:
+    """Named differences between a recorded and a recomputed probe.
+
+    A projection on direction ``v`` may move by ``PROBE_RTOL * |logits|_2 * |v|_2`` (what a relative change of
+    ``PROBE_RTOL`` in the logits can do, by Cauchy-Schwarz); norms by ``PROBE_RTOL`` relative.
+    """
+    if recomputed is None:
+        return [] if recorded is None else ["probe: the checkpoint has no loadable tokenizer any more"]
+    if not isinstance(recorded, dict) or set(recorded) != set(recomputed):
+        return ["probe: malformed in the certificate (its keys differ from a recomputed probe's)"]
+    problems = [
+        f"probe.{key}: certificate says {recorded[key]!r}, recomputed {recomputed[key]!r}"
+        for key in ("texts", "num_labels", "max_length", "tolerance")
+        if recorded[key] != recomputed[key]
+    ]
+    if recorded["token_ids_sha256"] != recomputed["token_ids_sha256"]:
+        problems.append(
+            "tokenizer: the token ids of the probe texts differ from the certificate's (tokenizer.json, vocab or "
+            "tokenizer_config.json changed after certification, or another `tokenizers` version)"
+        )
+    try:
+        norms = np.asarray(recorded["logit_norms"], dtype=np.float64)
+        projections = np.asarray(recorded["logit_projections"], dtype=np.float64)
+    except (TypeError, ValueError):
+        return [*problems, "probe: the logit figures in the certificate are not numbers"]
+    new_norms = np.asarray(recomputed["logit_norms"], dtype=np.float64)
+    new_projections = np.asarray(recomputed["logit_projections"], dtype=np.float64)
+    if norms.shape != new_norms.shape or projections.shape != new_projections.shape:
+        return [*problems, "probe: the number of probe texts or projections differs from the certificate's"]
+    norm_bound = PROBE_RTOL * np.maximum(new_norms, 1e-30)
+    vector_norms = np.linalg.norm(_probe_vectors(recomputed["num_labels"]), axis=0)  # (PROBE_PROJECTIONS,)
+    if np.any(np.abs(norms - new_norms) > norm_bound) or np.any(
+        np.abs(projections - new_projections) > norm_bound[:, None] * vector_norms[None, :]
+    ):
+        problems.append(
+            "model outputs: the logits on the probe texts differ from the certificate's (weights or tokenizer "
+            "changed after certification)"
+        )
+    return problems
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Building and writing
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _refuse_symlinks(inventory: FileInventory, checkpoint: Path) -> None:
+    if inventory.symlinks:
+        raise CertificateError(
+            f"{checkpoint} holds symbolic links ({', '.join(inventory.symlinks)}): a certificate binds regular files "
+            "only (a link can point elsewhere after certification). Replace each link with a copy of its target."
+        )
+
+
+@dataclass
+class _Recomputed:
+    """A certificate's sections recomputed from the files, and the problems met on the way (reasons / mismatches)."""
+
+    sections: dict[str, Any]
+    problems: list[str] = field(default_factory=list)
+    figure_report: dict[str, Any] | None = None
+    model: Any = None
+    tokenizer: Any = None
+
+
+def code_section(checkpoint: Path, files: list[str]) -> tuple[dict[str, Any] | None, list[str]]:
+    """The ``checks.code`` section (code files identical to the package's, auto_maps) and its problems.
+
+    ``None`` for a checkpoint that is not of this package (a stock classifier ships no code of ours).
+    """
+    try:
+        config = json.loads((checkpoint / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        return None, [f"config.json: unreadable ({error})"]
+    if not isinstance(config, dict) or config.get("model_type") != DFTConfig.model_type:
+        return None, []
+    code, code_problems = check_code_files(checkpoint, files)
+    auto_maps, map_problems = check_auto_maps(checkpoint)
+    problems = code_problems + map_problems
+    return {**code, **auto_maps, "passed": not problems}, problems
+
+
+def _recompute(
+    checkpoint: Path,
+    spec: dict[str, Any] | None,
+    options: audit.VerifierOptions,
+    code: dict[str, Any] | None,
+    *,
+    progress: bool,
+    remote_probe: bool,
+) -> _Recomputed:
+    """Every checkable section from the files with this package: head, checks, guarantee, probe and, with a
+    ``spec``, the audit. ``code`` is the :func:`code_section`; ``remote_probe`` also runs the checkpoint's own code
+    in a separate interpreter (only meaningful when ``code`` passed)."""
+    model, tokenizer = load_checkpoint(checkpoint)
+    head = audit.find_sigmoid_head(model)
+    head_info, checks, guarantee, reasons = head_section(model, head)
+    out = _Recomputed({"head": head_info, "guarantee": guarantee}, model=model, tokenizer=tokenizer)
+    if code is not None:
+        checks["code"] = code
+        if remote_probe:
+            checks["remote_code"] = probe_remote_code(checkpoint, model, tokenizer, max_length=options.max_length)
+            out.problems += remote_code_problems(checks["remote_code"])
+    out.sections["checks"] = checks
+    out.sections["probe"] = text_probe(model, tokenizer, options.max_length)
+    if spec is not None:
+        report = audit.audit_checkpoint(checkpoint, spec, options, progress=progress, loaded=(model, tokenizer))
+        gold = report["gold"]
+        if head.kind == "dft" and head.slack_dims == 0:
+            # Impossible under the theorem: recorded, never hidden.
+            rule_sets = [e for e in gold["unargmaxable_examples"] if len(e["label_ids"]) <= head.dft_k]
+            if rule_sets:
+                reasons.append(f"the verifier called {len(rule_sets)} sets of <= k labels unargmaxable")
+        if head.kind != "dft":
+            reasons[-1] += (
+                f"; the audit counts the gold sets it cannot output ({gold['unargmaxable']} of "
+                f"{gold['distinct_sets']} distinct sets)"
+            )
+        out.sections["audit"] = {
+            key: report[key] for key in ("dataset", "prediction", "quality", "gold", "predicted") if key in report
+        }
+        out.sections["verifier"] = report["verifier"]
+        out.sections["figure"] = {"path": FIGURE_NAME, "series": audit.plot_series(report)}
+        out.figure_report = report
+    out.sections["options"] = options.recorded()
+    out.sections["reasons"] = reasons
+    return out
+
+
+def certify(
     checkpoint: str | os.PathLike,
     spec: dict[str, Any],
+    options: audit.VerifierOptions | None = None,
     *,
-    predictions: bool = True,
-    epsilon: float = audit.DEFAULT_EPSILON,
-    box: float | None = None,
-    radii: bool = True,
-    workers: int = 1,
-    batch_size: int = 32,
-    max_length: int = 128,
     progress: bool = True,
-    figure_name: str = FIGURE_NAME,
-    write_figure: bool = True,
 ) -> dict[str, Any]:
-    """Everything the certificate says about ``checkpoint``, recomputed from its files (JSON-ready dict).
+    """Audit ``checkpoint`` on the split ``spec`` (see :func:`hf_dft_head.audit.dataset_spec`), check its head and
+    code, write the figure and the certificate into it, and return the certificate.
 
-    ``spec`` names the data split of the empirical audit (see :func:`hf_dft_head.audit.dataset_spec`). With
-    ``write_figure`` the figure is (re)written into the checkpoint; otherwise only its data series is computed.
+    Dense and bottleneck heads get a ``"not_certified"`` certificate with their audit. Raises
+    :class:`CertificateError` for a folder that cannot be certified (symbolic links, no config or weights).
     """
     checkpoint = Path(checkpoint)
-    files = {name: sha256_file(checkpoint / name) for name in bound_files(checkpoint)}
-    model, tokenizer = _load(checkpoint)
-    head = audit.find_sigmoid_head(model)
-    report = audit.audit_checkpoint(
-        checkpoint,
-        spec,
-        predictions=predictions,
-        epsilon=epsilon,
-        box=box,
-        radii=radii,
-        workers=workers,
-        batch_size=batch_size,
-        max_length=max_length,
-        progress=progress,
-        loaded=(model, tokenizer),
-    )
-    report["model"]["path"] = "."  # the certificate lives in the checkpoint; paths are relative to it
-    head_info, checks, guarantee, reasons = head_section(model, head)
-    gold = report["gold"]
-    if head.kind == "dft" and head.slack_dims == 0:
-        # Impossible under the theorem: recorded, never hidden.
-        rule_sets = [e for e in gold["unargmaxable_examples"] if len(e["label_ids"]) <= head.dft_k]
-        if rule_sets:
-            reasons.append(f"the verifier called {len(rule_sets)} sets of <= k labels unargmaxable")
-    if head.kind != "dft":
-        reasons[-1] += (
-            f"; the audit counts the gold sets it cannot output ({gold['unargmaxable']} of "
-            f"{gold['distinct_sets']} distinct sets)"
-        )
-    figure = {"path": figure_name, "series": audit.plot_series(report)}
-    if write_figure:
-        audit.write_plot(report, checkpoint / figure_name)
-    if (checkpoint / figure_name).is_file():
-        figure["sha256"] = sha256_file(checkpoint / figure_name)
-    return {
+    options = options or audit.VerifierOptions()
+    inventory = bound_files(checkpoint)
+    _refuse_symlinks(inventory, checkpoint)
+    code, problems = code_section(checkpoint, inventory.files)
+    recomputed = _recompute(checkpoint, spec, options, code, progress=progress, remote_probe=not problems)
+    reasons = recomputed.sections.pop("reasons") + problems + recomputed.problems
+    audit.write_plot(recomputed.figure_report, checkpoint / FIGURE_NAME)
+    files = bound_files(checkpoint).files  # now with the figure
+    certificate = {
         "certificate_format": CERTIFICATE_FORMAT,
         "format_version": CERTIFICATE_VERSION,
-        "status": "certified" if not reasons else "not_certified",
+        "package": {"name": "hf-dft-head", "version": __version__},
+        "status": "not_certified" if reasons else "certified",
         "reasons_not_certified": reasons,
-        "files": files,
-        "head": head_info,
-        "guarantee": guarantee,
-        "checks": checks,
-        "audit": {key: report[key] for key in ("dataset", "prediction", "gold", "predicted") if key in report},
-        "verifier": report["verifier"],
-        "figure": figure,
+        **recomputed.sections,
+        "files": hash_files(checkpoint, files),
         "created_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "software": software_versions(),
     }
+    write_certificate(checkpoint, certificate)
+    return certificate
 
 
 def write_certificate(checkpoint: str | os.PathLike, certificate: dict[str, Any]) -> Path:
@@ -350,7 +489,11 @@ def write_certificate(checkpoint: str | os.PathLike, certificate: dict[str, Any]
 
 
 def read_certificate(checkpoint: str | os.PathLike) -> dict[str, Any]:
-    """The certificate of ``checkpoint``; ``CertificateError`` if it is missing, unreadable or of another format."""
+    """The certificate of ``checkpoint``.
+
+    Raises :class:`CertificateError` when it is missing, unreadable, not of this format, of another format version
+    or made by another version of the package (which fails closed: its code may differ), or lacks a section.
+    """
     path = Path(checkpoint) / CERTIFICATE_NAME
     if not path.is_file():
         raise CertificateError(
@@ -362,26 +505,50 @@ def read_certificate(checkpoint: str | os.PathLike) -> dict[str, Any]:
         raise CertificateError(f"{path} is not valid JSON ({error}): it was edited or truncated.") from None
     if not isinstance(certificate, dict) or certificate.get("certificate_format") != CERTIFICATE_FORMAT:
         raise CertificateError(f"{path} is not an hf-dft-head certificate (certificate_format missing or different).")
+    if certificate.get("format_version") != CERTIFICATE_VERSION:
+        raise CertificateError(
+            f"{path} has format version {certificate.get('format_version')!r}; this hf-dft-head ({__version__}) reads "
+            f"version {CERTIFICATE_VERSION}. Re-certify the checkpoint with `hf-dft certify`, or verify it with the "
+            "hf-dft-head version that made it."
+        )
+    package = certificate.get("package")
+    made_by = package.get("version") if isinstance(package, dict) else None
+    if made_by != __version__:
+        raise CertificateError(
+            f"{path} was made by hf-dft-head {made_by!r}, and this is hf-dft-head {__version__}: a checkpoint "
+            f"carries the code of the version that saved it, so it is verified only by that version. Install it "
+            f"(pip install hf-dft-head=={made_by}) and run `hf-dft verify` again, or re-save and re-certify the "
+            "checkpoint with this version."
+        )
+    missing = [name for name in SECTIONS if name not in certificate]
+    if missing:
+        raise CertificateError(f"{path} lacks the section(s) {', '.join(missing)}: it was edited. Re-certify.")
+    extra = sorted(set(certificate) - set(SECTIONS))
+    if extra:
+        raise CertificateError(f"{path} has unknown section(s) {', '.join(extra)}: it was edited. Re-certify.")
+    if not isinstance(certificate["files"], dict) or not all(
+        isinstance(name, str) and isinstance(digest, str) for name, digest in certificate["files"].items()
+    ):
+        raise CertificateError(f"{path}: 'files' must map file names to sha256 digests; it was edited. Re-certify.")
     return certificate
 
 
-def certify(
-    checkpoint: str | os.PathLike,
-    spec: dict[str, Any],
-    **options: Any,
-) -> dict[str, Any]:
-    """Build the certificate of ``checkpoint`` (see :func:`build_certificate` for ``options``) and write it there.
+# ----------------------------------------------------------------------------------------------------------------
+# Verifying
+# ----------------------------------------------------------------------------------------------------------------
 
-    Returns the certificate. Dense/bottleneck heads get a ``"not_certified"`` file with their audit.
-    """
-    certificate = build_certificate(checkpoint, spec, **options)
-    write_certificate(checkpoint, certificate)
-    return certificate
+VERIFIED, PARTIAL, FAILED = "verified", "partial", "failed"
 
 
 @dataclass
 class Verification:
-    """What ``verify`` found: ``mismatches`` (empty when everything matches), what was ``checked`` and ``skipped``."""
+    """What ``verify`` found: ``mismatches`` (empty when everything matches), what was ``checked`` and ``skipped``.
+
+    ``outcome`` is ``"verified"`` (nothing differs, nothing skipped), ``"partial"`` (nothing differs but something
+    was not checked, e.g. the audit with ``recheck_audit=False``) or ``"failed"``. ``status`` is what the
+    certificate says of the model (``"certified"`` / ``"not_certified"``): an accurate ``not_certified``
+    certificate verifies, and is still not a certification.
+    """
 
     checkpoint: str
     mismatches: list[str] = field(default_factory=list)
@@ -391,16 +558,27 @@ class Verification:
 
     @property
     def ok(self) -> bool:
-        """True when nothing differs (a ``not_certified`` certificate can be ``ok``: it is accurate, not a pass)."""
+        """True when nothing differs (also when some checks were skipped: see ``outcome``)."""
         return not self.mismatches
 
+    @property
+    def outcome(self) -> str:
+        """``"verified"``, ``"partial"`` or ``"failed"``."""
+        if self.mismatches:
+            return FAILED
+        return PARTIAL if self.skipped else VERIFIED
+
     def summary(self) -> str:
-        """Human-readable lines: verdict, mismatches, checks."""
-        verdict = "OK" if self.ok else f"FAILED ({len(self.mismatches)} mismatches)"
+        """Human-readable lines: verdict, mismatches, checks, what was not checked."""
+        verdict = {
+            VERIFIED: "VERIFIED",
+            PARTIAL: "NOT FULLY VERIFIED (no mismatch found, but some checks were skipped: see below)",
+            FAILED: f"FAILED ({len(self.mismatches)} mismatches)",
+        }[self.outcome]
         lines = [f"Verification of {self.checkpoint}: {verdict}; certificate status: {self.status}"]
-        lines += [f"  MISMATCH {m}" for m in self.mismatches]
-        lines += [f"  checked  {c}" for c in self.checked]
-        lines += [f"  skipped  {s}" for s in self.skipped]
+        lines += [f"  MISMATCH     {m}" for m in self.mismatches]
+        lines += [f"  checked      {c}" for c in self.checked]
+        lines += [f"  NOT CHECKED  {s}" for s in self.skipped]
         return "\n".join(lines)
 
 
@@ -447,6 +625,29 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
+def compare_files(
+    recorded: dict[str, str], checkpoint: Path, inventory: FileInventory, remote_files: list[str] | None
+) -> list[str]:
+    """Named differences between the certificate's file list and the folder (and the Hub repo's file list)."""
+    problems = [
+        f"file {name}: a symbolic link; a certificate binds regular files only (replace it with a copy)"
+        for name in inventory.symlinks
+    ]
+    present = set(inventory.files)
+    for name in sorted(recorded):
+        if name not in present:
+            problems.append(f"file {name}: listed in the certificate but missing from the checkpoint")
+        elif sha256_file(checkpoint / name) != recorded[name]:
+            problems.append(f"file {name}: sha256 differs from the certificate (the file changed after certification)")
+    for name in sorted(present - set(recorded)):
+        problems.append(
+            f"file {name}: not bound by the certificate (added or renamed after certification); push would publish it"
+        )
+    for name in sorted(set(remote_files or ()) - set(recorded) - set(UNBOUND_REPO_FILES) - present):
+        problems.append(f"file {name}: in the Hub repo but not bound by the certificate")
+    return problems
+
+
 def verify_checkpoint(
     checkpoint: str | os.PathLike,
     *,
@@ -454,160 +655,165 @@ def verify_checkpoint(
     dataset: str | None = None,
     workers: int = 1,
     progress: bool = True,
+    remote_files: list[str] | None = None,
+    stop_early: bool = False,
 ) -> Verification:
-    """Recompute the certificate of ``checkpoint`` and compare: hashes, head checks, audit figures, figure file.
+    """Recompute the certificate of ``checkpoint`` with this package and compare; nothing recorded is trusted.
 
-    ``dataset`` replaces the recorded dataset location (e.g. the data lives elsewhere on this machine); the data's
-    fingerprint is still compared. ``recheck_audit=False`` skips the audit recomputation (reported as skipped).
-    Returns a :class:`Verification`; raises ``CertificateError`` when there is no readable certificate.
+    Order (cheap to dear): the certificate's format and version; the bound files (set, bytes, no links); the code
+    files and ``auto_map``; loading; the head checks, guarantee and probe texts; with ``recheck_audit`` the audit,
+    its figures and the figure file (re-drawn and compared byte for byte); finally, when nothing has failed, the
+    model through the checkpoint's own code in a separate interpreter. ``dataset`` replaces the recorded data
+    location (e.g. the data lives elsewhere on this machine); the data's fingerprint is still compared.
+    ``remote_files``: the Hub repo's file list, when ``checkpoint`` is a download of one. ``stop_early``: stop at
+    the first failed stage (``push`` needs only a yes or no, and names what it found).
+
+    A missing, unreadable, edited or foreign certificate is a failed verification (its reason is the mismatch).
     """
     checkpoint = Path(checkpoint)
-    recorded = read_certificate(checkpoint)
-    result = Verification(str(checkpoint), status=recorded.get("status"))
-
-    # 1. The files the certificate binds to: same set, same bytes.
-    recorded_files = recorded.get("files") or {}
-    present = bound_files(checkpoint)
-    for name, digest in sorted(recorded_files.items()):
-        path = checkpoint / name
-        if not path.is_file():
-            result.mismatches.append(f"file {name}: listed in the certificate but missing from the checkpoint")
-        elif sha256_file(path) != digest:
-            what = "weights" if name.endswith(WEIGHT_SUFFIXES) else "file"
-            result.mismatches.append(
-                f"file {name}: sha256 differs from the certificate (the {what} changed after certification)"
-            )
-    for name in present:
-        if name not in recorded_files:
-            result.mismatches.append(f"file {name}: not covered by the certificate (added after certification)")
-    result.checked.append(f"sha256 of {len(recorded_files)} files ({', '.join(sorted(recorded_files))})")
-
-    # 2. The figure file.
-    figure = recorded.get("figure") or {}
-    figure_path = checkpoint / str(figure.get("path", FIGURE_NAME))
-    if "sha256" in figure:
-        if not figure_path.is_file():
-            result.mismatches.append(f"figure {figure_path.name}: missing from the checkpoint")
-        elif sha256_file(figure_path) != figure["sha256"]:
-            result.mismatches.append(f"figure {figure_path.name}: sha256 differs from the certificate (figure edited)")
-        result.checked.append(f"sha256 of the figure {figure_path.name}")
-
-    # 3. Everything else, recomputed from the files with the recorded settings.
-    recorded_audit = recorded.get("audit") or {}
-    spec = {
-        key: value
-        for key, value in (recorded_audit.get("dataset") or {}).items()
-        if key not in ("examples", "fingerprint_sha256", "labels_unknown_to_model")
-    }
-    if dataset is not None:
-        spec["dataset"] = audit.dataset_spec(dataset, spec.get("split", "test"))["dataset"]
-    verifier = recorded.get("verifier") or {}
-    if not recheck_audit:
-        result.skipped.append("audit figures (not recomputed: --skip-audit)")
+    result = Verification(str(checkpoint))
     try:
-        recomputed = (
-            build_certificate(
-                checkpoint,
-                spec,
-                predictions="predicted" in recorded_audit,
-                epsilon=float(verifier.get("epsilon", audit.DEFAULT_EPSILON)),
-                box=verifier.get("box"),
-                radii=not verifier.get("rule_only", False),
-                workers=workers,
-                batch_size=int((recorded_audit.get("prediction") or {}).get("batch_size", 32)),
-                max_length=int((recorded_audit.get("prediction") or {}).get("max_length", 128)),
-                progress=progress,
-                figure_name=figure_path.name,
-                write_figure=False,
-            )
-            if recheck_audit
-            else _rebuild_head_only(checkpoint)
-        )
+        recorded = read_certificate(checkpoint)
+    except CertificateError as error:
+        result.mismatches.append(f"certificate: {error}")
+        return result
+    result.status = recorded["status"]
+    inventory = bound_files(checkpoint)
+    result.mismatches += compare_files(recorded["files"], checkpoint, inventory, remote_files)
+    result.checked.append(f"sha256 of the {len(recorded['files'])} bound files, and that no other file is present")
+    code, code_problems = code_section(checkpoint, inventory.files)
+    result.mismatches += code_problems
+    result.checked.append("code files identical to this package's, auto_map of the config and the tokenizer")
+    if result.mismatches and stop_early:
+        result.skipped.append("everything after the file and code checks: they failed")
+        return result
+
+    options = _recorded_options(recorded, workers)
+    spec = None
+    if recheck_audit:
+        spec = {
+            key: value
+            for key, value in ((recorded.get("audit") or {}).get("dataset") or {}).items()
+            if key not in ("examples", "fingerprint_sha256", "labels_unknown_to_model")
+        }
+        if dataset is not None:
+            spec["dataset"] = audit.dataset_spec(dataset, spec.get("split", "test"))["dataset"]
+    else:
+        result.skipped.append("the audit (gold and predicted label sets, quality, figure): --skip-audit")
+    try:
+        recomputed = _recompute(checkpoint, spec, options, code, progress=progress, remote_probe=False)
     except (OSError, ValueError) as error:
         result.mismatches.append(f"recomputation failed: {error}")
         return result
-    compared_recorded = {k: v for k, v in recorded.items() if k not in (*UNCHECKED_FIELDS, "files")}
-    compared_new = {k: v for k, v in recomputed.items() if k not in (*UNCHECKED_FIELDS, "files")}
-    compared_recorded["figure"] = {k: v for k, v in figure.items() if k != "sha256"}
-    compared_new["figure"] = {k: v for k, v in (compared_new.get("figure") or {}).items() if k != "sha256"}
-    if dataset is not None:
-        for tree in (compared_recorded, compared_new):
-            tree.get("audit", {}).get("dataset", {}).pop("dataset", None)
-    if not recheck_audit:
-        compared_recorded = {key: compared_recorded.get(key) for key in ("head", "checks", "guarantee")}
-        compared_new = {key: compared_new.get(key) for key in ("head", "checks", "guarantee")}
-    result.mismatches.extend(diff_certificates(compared_recorded, compared_new))
-    result.checked.append("head checks (G probe, head composition, singular values of P) and the guarantee")
+    compared = ["head", "guarantee", "options"] + (list(AUDIT_SECTIONS) if recheck_audit else [])
+    recorded_checks = {k: v for k, v in (recorded.get("checks") or {}).items() if k != "remote_code"}
+    result.mismatches += diff_certificates(
+        {**{key: recorded.get(key) for key in compared}, "checks": recorded_checks},
+        {**{key: recomputed.sections.get(key) for key in compared}, "checks": recomputed.sections["checks"]},
+    )
+    result.mismatches += compare_text_probe(recorded.get("probe"), recomputed.sections["probe"])
+    result.checked.append("head checks (G, head composition, rank of P), guarantee, probe texts")
     if recheck_audit:
+        result.mismatches += _compare_figure(checkpoint, recomputed.figure_report)
         result.checked.append(
-            f"audit figures on {spec.get('dataset')} split={spec.get('split')} (gold"
-            + (" and predicted" if "predicted" in recorded_audit else "")
-            + " sets) and the figure's data"
+            f"audit on {spec.get('dataset')} split={spec.get('split')}, its quality figures, and the figure file"
+        )
+    if code is not None:
+        if result.mismatches:
+            result.skipped.append("the model through the checkpoint's own code: not run, the checks above failed")
+        else:
+            _verify_remote_code(checkpoint, recorded, recomputed, options, result)
+    if not result.mismatches and recheck_audit:
+        reasons = recomputed.sections["reasons"]
+        result.mismatches += diff_certificates(
+            {key: recorded.get(key) for key in ("status", "reasons_not_certified")},
+            {"status": "not_certified" if reasons else "certified", "reasons_not_certified": reasons},
         )
     return result
 
 
-def _rebuild_head_only(checkpoint: Path) -> dict[str, Any]:
-    """The parts of a certificate that need no data: the head description, checks and guarantee."""
-    model, _ = _load(checkpoint)
-    head_info, checks, guarantee, _ = head_section(model, audit.find_sigmoid_head(model))
-    return {"head": head_info, "checks": checks, "guarantee": guarantee}
+def _recorded_options(recorded: dict[str, Any], workers: int) -> audit.VerifierOptions:
+    fields = audit.VerifierOptions.__dataclass_fields__
+    options = recorded.get("options") if isinstance(recorded.get("options"), dict) else {}
+    return audit.VerifierOptions(**{key: value for key, value in options.items() if key in fields}, workers=workers)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Command line
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def add_certify_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``hf-dft certify CHECKPOINT --dataset ... [--split test]``."""
-    parser.add_argument("checkpoint", help="checkpoint folder (the certificate and figure are written into it)")
-    # Optional: a checkpoint written by `hf-dft train` records its data, and is certified on it by default.
-    audit.add_dataset_arguments(parser, required=False)
-    audit.add_verifier_arguments(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser
-
-
-def training_data_of(checkpoint: Path, split: str) -> tuple[str, str, str | None]:
-    """``(dataset, text_column, label_column)`` of the data ``hf-dft train`` recorded in ``training_args.json``.
-
-    The bundled disaster-response messages when the run used the defaults; the ``SPLIT=PATH`` file of
-    ``split`` when it trained from ``--data-files``; its ``--dataset`` otherwise.
-    """
-    path = checkpoint / "training_args.json"
+def _compare_figure(checkpoint: Path, report: dict[str, Any]) -> list[str]:
+    """The figure file must be byte-identical to the figure re-drawn from the recomputed audit."""
+    path = checkpoint / FIGURE_NAME
     if not path.is_file():
-        raise ValueError(f"{checkpoint} has no training_args.json to take the data from: pass --dataset.")
-    recorded = json.loads(path.read_text(encoding="utf-8"))
+        return [f"figure {FIGURE_NAME}: missing from the checkpoint"]
+    with tempfile.TemporaryDirectory(prefix="hf_dft_figure_") as scratch:
+        redrawn = audit.write_plot(report, Path(scratch) / FIGURE_NAME)
+        if sha256_file(redrawn) != sha256_file(path):
+            return [
+                f"figure {FIGURE_NAME}: differs from the figure re-drawn from the recomputed audit (it was replaced, "
+                "or matplotlib's version differs from the certifying one)"
+            ]
+    return []
+
+
+def _verify_remote_code(
+    checkpoint: Path,
+    recorded: dict[str, Any],
+    recomputed: _Recomputed,
+    options: audit.VerifierOptions,
+    result: Verification,
+) -> None:
+    """Run the checkpoint's own code in a separate interpreter; compare with the package and the certificate."""
+    section = probe_remote_code(checkpoint, recomputed.model, recomputed.tokenizer, max_length=options.max_length)
+    result.mismatches += remote_code_problems(section)
+    if not remote_code_problems(section):
+        # The measured errors are rounding noise that differs between machines; what is compared is the claim:
+        # which code loaded, in which dtype, against which tolerances, and that it passed.
+        claims = {key: value for key, value in section.items() if not key.endswith("_max_relative_error")}
+        recorded_section = (recorded.get("checks") or {}).get("remote_code")
+        recorded_claims = (
+            {key: value for key, value in recorded_section.items() if not key.endswith("_max_relative_error")}
+            if isinstance(recorded_section, dict)
+            else recorded_section
+        )
+        result.mismatches += diff_certificates(recorded_claims, claims, "checks.remote_code")
+    result.checked.append(
+        "the model loaded through the checkpoint's own code (trust_remote_code, no hf_dft_head importable) "
+        "against this package's float64 computation"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Helpers of the command line
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def training_data_of(checkpoint: str | os.PathLike, split: str) -> dict[str, Any]:
+    """The dataset spec of the data ``hf-dft train`` recorded in ``training_args.json``, for ``split``.
+
+    The bundled disaster-response messages when the run used the defaults; the ``SPLIT=PATH`` file of ``split``
+    when it trained from ``--data-files``; its ``--dataset`` otherwise.
+    """
+    path = Path(checkpoint) / "training_args.json"
+    if not path.is_file():
+        raise CertificateError(f"{checkpoint} has no training_args.json to take the data from: pass --dataset.")
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CertificateError(f"{path} is not valid JSON ({error}): pass --dataset.") from None
     text_column, label_column = recorded.get("text_column", "text"), recorded.get("label_column")
     if recorded.get("dataset"):
-        return recorded["dataset"], text_column, label_column
-    files = recorded.get("data_files") or []
-    if not files:
-        return "disaster_response", text_column, label_column
-    for entry in files:
-        name, _, file = entry.partition("=")
-        if file and name == split:
-            return file, text_column, label_column
-    raise ValueError(f"The run's --data-files {files} name no {split!r} file: pass --dataset and --split.")
-
-
-def run_certify(args: argparse.Namespace) -> int:
-    """Run ``hf-dft certify``; exit code 0 when certified, 1 when the checkpoint cannot be certified."""
-    checkpoint = Path(args.checkpoint)
-    if not checkpoint.is_dir():
-        print(f"hf-dft certify: error: {checkpoint} is not a checkpoint folder", file=sys.stderr)
-        return 2
-    try:
-        if args.dataset is None:
-            args.dataset, args.text_column, args.label_column = training_data_of(checkpoint, args.split)
-        certificate = certify(checkpoint, audit.spec_from_args(args), **audit.verifier_options(args))
-    except ValueError as error:
-        print(f"hf-dft certify: error: {error}", file=sys.stderr)
-        return 2
-    print(format_certificate(certificate))
-    print(f"Wrote {checkpoint / CERTIFICATE_NAME} and {checkpoint / certificate['figure']['path']}")
-    return 0 if certificate["status"] == "certified" else 1
+        source = recorded["dataset"]
+    elif not recorded.get("data_files"):
+        source = "disaster_response"
+    else:
+        source = None
+        for entry in recorded["data_files"]:
+            name, _, file = entry.partition("=")
+            if file and name == split:
+                source = file
+        if source is None:
+            raise CertificateError(
+                f"The run's --data-files {recorded['data_files']} name no {split!r} file: pass --dataset and --split."
+            )
+    return audit.dataset_spec(source, split, text_column=text_column, label_column=label_column)
 
 
 def format_certificate(certificate: dict[str, Any]) -> str:
@@ -620,7 +826,8 @@ def format_certificate(certificate: dict[str, Any]) -> str:
         lines.append(
             f"Checks: G max error {certificate['checks']['gale_matrix']['max_abs_error']:.2e} "
             f"(tol {GALE_TOLERANCE:g}); sigma_min(P) = {projection['smallest_singular_value']:.4g} "
-            f"(tol {projection['tolerance']:.3g})"
+            f"(tol {projection['tolerance']:.3g}); shipped code identical to hf-dft-head {__version__} and "
+            "checked through remote-code loading"
         )
     lines += [f"Not certified: {reason}" for reason in certificate["reasons_not_certified"]]
     lines.append(
@@ -629,44 +836,3 @@ def format_certificate(certificate: dict[str, Any]) -> str:
         f"outputtable, {gold['undecided']} undecided"
     )
     return "\n".join(lines)
-
-
-def add_verify_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``hf-dft verify CHECKPOINT_OR_REPO [--revision R] [--dataset D] [--skip-audit]``."""
-    parser.add_argument("checkpoint", help="checkpoint folder, or a Hub repo id (user/repo) to download")
-    parser.add_argument("--revision", default=None, help="revision of a Hub repo (default: main)")
-    parser.add_argument("--dataset", default=None, help="where the audit's data is on this machine, if moved")
-    parser.add_argument("--skip-audit", action="store_true", help="do not recompute the audit figures")
-    parser.add_argument("--workers", type=int, default=1, help="processes for the LP verifier (default 1)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser
-
-
-def resolve_checkpoint(name: str, revision: str | None = None) -> Path:
-    """A local folder as is; otherwise a Hub repo id, downloaded (snapshot) into the Hugging Face cache."""
-    if Path(name).is_dir():
-        return Path(name)
-    if name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).exists():
-        # A path, not a repo id ("namespace/name"): say so instead of asking the Hub about it.
-        raise ValueError(f"{name} is not a checkpoint folder (and not a Hub repo id of the form namespace/name).")
-    from .hub import download_checkpoint
-
-    return download_checkpoint(name, revision=revision)
-
-
-def run_verify(args: argparse.Namespace) -> int:
-    """Run ``hf-dft verify``; 0 when everything matches, 1 on any mismatch, 2 when it cannot run."""
-    try:
-        folder = resolve_checkpoint(args.checkpoint, getattr(args, "revision", None))
-        result = verify_checkpoint(
-            folder,
-            recheck_audit=not args.skip_audit,
-            dataset=args.dataset,
-            workers=args.workers,
-            progress=not args.quiet,
-        )
-    except ValueError as error:
-        print(f"hf-dft verify: error: {error}", file=sys.stderr)
-        return 2
-    print(result.summary())
-    return 0 if result.ok else 1

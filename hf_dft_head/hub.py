@@ -2,26 +2,28 @@
 
 ``hf-dft push CHECKPOINT user/repo [--private]``:
 
-1. refuses, before any network call that writes, a checkpoint without a certificate, with a ``not_certified``
-   certificate, or whose certificate no longer matches (weights, config or code changed after certification:
-   *stale*; hashes, numbers or the figure edited: *tampered*). The check is :func:`certificate.verify_checkpoint`;
-2. finds the token where ``huggingface_hub`` looks (``--token``, ``HF_TOKEN``, the stored login), with a clear
+1. refuses an invalid repo id before anything else;
+2. copies the checkpoint's bound files (:mod:`hf_dft_head.checkpoints`) and its certificate into a staging folder
+   and verifies *that folder* (:func:`certificate.verify_checkpoint`): a checkpoint without a certificate, with a
+   ``not_certified`` one, or whose certificate does not match is refused before any network call that writes.
+   What is uploaded is exactly the bytes that were verified;
+3. finds the token where ``huggingface_hub`` looks (``--token``, ``HF_TOKEN``, the stored login), with a clear
    error when there is none, and checks with ``whoami`` that the token may write to the repo's namespace;
-3. renders the model card and uploads weights, config, remote-code files, tokenizer, certificate, card and figure
-   in ONE commit (``create_repo`` + ``upload_folder`` of a staging folder);
-4. retries network failures and 5xx/429 answers with exponential backoff. Before retrying an upload it asks the
+4. renders the model card from the verified certificate only (with ``recheck_audit=False`` the card carries no
+   audit or quality numbers: they were not recomputed) and uploads the staged files, certificate and card in ONE
+   commit that also deletes every other file of the repo (``.gitattributes`` excepted), so a re-push cannot leave
+   stale, unbound weights behind;
+5. retries network failures and 5xx/429 answers with exponential backoff. Before retrying an upload it asks the
    Hub whether the commit landed anyway (a lost response), so a retry never commits twice; after the last attempt
    it raises without claiming success. Success is declared only once the remote file list has been read back.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,15 +31,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx2
+from huggingface_hub import HfApi, get_token
+from huggingface_hub.errors import HfHubHTTPError
+
 from . import certificate as certificates
+from .checkpoints import CARD_NAME, CERTIFICATE_NAME, bound_files, check_repo_id, sha256_file
+from .model_card import render_model_card
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# Top-level files never uploaded: training state and caches, not part of a published model.
-IGNORED_SUFFIXES = (".pt", ".pth", ".ckpt", ".tmp", ".lock")
-IGNORED_NAMES = ("optimizer.bin", "scheduler.bin", "trainer_state.json", "README.md")
-CARD_NAME = "README.md"
 
 
 class PushError(RuntimeError):
@@ -59,8 +63,6 @@ def resolve_token(token: str | None = None) -> str:
 
     Raises :class:`PushError` when there is none, saying how to provide one.
     """
-    from huggingface_hub import get_token
-
     token = token or get_token()
     if not token:
         raise PushError(
@@ -77,9 +79,6 @@ def _status(error: BaseException) -> int | None:
 
 def _retryable(error: BaseException) -> bool:
     """Network failures and server-side answers (5xx, 429) are worth retrying; other HTTP errors are not."""
-    import httpx2
-    from huggingface_hub.errors import HfHubHTTPError
-
     if isinstance(error, HfHubHTTPError):
         status = _status(error)
         return status is None or status >= 500 or status == 429
@@ -138,20 +137,22 @@ def _http_error_message(error: BaseException, repo_id: str, user: str | None) ->
     return f"The Hub answered {status}: {error}"
 
 
-def staged_files(checkpoint: Path) -> list[Path]:
-    """Top-level files of ``checkpoint`` to publish (weights, config, code, tokenizer, certificate, figure, ...).
+def stage_checkpoint(checkpoint: Path, stage: Path) -> list[str]:
+    """Copy the bound files of ``checkpoint`` (sub-folders kept) and its certificate into ``stage``.
 
-    Sub-folders (intermediate checkpoints), training state (``*.pt``, optimizer/scheduler) and hidden files are
-    left out; the model card is rendered fresh.
+    Returns the staged relative paths. Symbolic links are not followed: verification of the stage names them.
     """
-    return [
-        path
-        for path in sorted(checkpoint.iterdir())
-        if path.is_file()
-        and not path.name.startswith(".")
-        and not path.name.endswith(IGNORED_SUFFIXES)
-        and path.name not in IGNORED_NAMES
-    ]
+    inventory = bound_files(checkpoint)
+    if inventory.symlinks:
+        raise PushError(
+            f"Refusing to push: {checkpoint} holds symbolic links ({', '.join(inventory.symlinks)}); a certificate "
+            "binds regular files only. Replace each link with a copy of its target and certify again."
+        )
+    for name in [*inventory.files, CERTIFICATE_NAME]:
+        target = stage / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(checkpoint / name, target, follow_symlinks=False)
+    return sorted([*inventory.files, CERTIFICATE_NAME])
 
 
 def _git_blob_sha1(path: Path) -> str:
@@ -169,19 +170,21 @@ def _remote_commit_with(api, repo_id: str, stage: Path, previous_sha: str | None
     info = api.model_info(repo_id)
     if info.sha is None or info.sha == previous_sha:
         return None
-    local = {path.name: path for path in stage.iterdir()}
+    local = {path.relative_to(stage).as_posix(): path for path in stage.rglob("*") if path.is_file()}
     remote = {
         entry.path: entry
         for entry in api.list_repo_tree(repo_id, revision=info.sha, recursive=True)
         if hasattr(entry, "blob_id")
     }
+    if set(remote) - set(local) - {".gitattributes"}:
+        return None  # files the push meant to delete are still there
     for name, path in local.items():
         entry = remote.get(name)
         if entry is None:
             return None
         lfs = getattr(entry, "lfs", None)
         if lfs is not None:
-            if getattr(lfs, "sha256", None) != certificates.sha256_file(path):
+            if getattr(lfs, "sha256", None) != sha256_file(path):
                 return None
         elif entry.blob_id != _git_blob_sha1(path):
             return None
@@ -202,7 +205,7 @@ def push_checkpoint(
     card_options: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> PushResult:
-    """Verify ``checkpoint``'s certificate, then publish it to ``repo_id`` in one commit.
+    """Verify ``checkpoint`` as staged, then publish exactly the verified bytes to ``repo_id`` in one commit.
 
     Args:
         checkpoint: a certified checkpoint folder.
@@ -210,62 +213,57 @@ def push_checkpoint(
         private: create the repo private (an existing repo keeps its visibility).
         token: overrides HF_TOKEN / the stored login.
         attempts, backoff: retries of network / 5xx failures, waiting ``backoff * 2**i`` seconds.
-        recheck_audit: recompute the audit figures before pushing (False checks hashes, G and P only).
+        recheck_audit: recompute the audit before pushing; ``False`` checks everything else, and the card then
+            carries no audit or quality numbers.
         dataset: where the audit data lives on this machine, if not where it was at certification.
         card_options: extra keyword arguments of :func:`hf_dft_head.model_card.render_model_card`.
 
-    Raises :class:`PushError` (nothing is uploaded when the refusal comes from the certificate, the token or the
-    namespace) and never returns unless the commit is on the Hub.
+    Raises :class:`PushError` (nothing is uploaded when the refusal comes from the repo id, the certificate, the
+    token or the namespace) and never returns unless the commit is on the Hub.
     """
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from .model_card import render_model_card
-
+    check_repo_id(repo_id)
     checkpoint = Path(checkpoint)
     if not checkpoint.is_dir():
         raise PushError(f"{checkpoint} is not a checkpoint folder.")
     try:
         recorded = certificates.read_certificate(checkpoint)
     except certificates.CertificateError as error:
-        raise PushError(f"Refusing to push an uncertified checkpoint: {error}") from None
+        raise PushError(f"Refusing to push: {error}") from None
     if recorded.get("status") != "certified":
         reasons = "; ".join(recorded.get("reasons_not_certified") or []) or "status is not 'certified'"
         raise PushError(f"Refusing to push: the certificate says not certified ({reasons}).")
-    verification = certificates.verify_checkpoint(
-        checkpoint, recheck_audit=recheck_audit, dataset=dataset, progress=progress
-    )
-    if not verification.ok:
-        listed = "\n  ".join(verification.mismatches)
-        raise PushError(
-            "Refusing to push: the certificate does not match the checkpoint (stale or tampered); re-run "
-            f"`hf-dft certify` if the change is intended. Mismatches:\n  {listed}"
-        )
-
-    token = resolve_token(token)
-    api = HfApi(token=token)
-    try:
-        identity = with_retries(lambda: api.whoami(), "whoami", attempts=attempts, backoff=backoff)
-    except HfHubHTTPError as error:
-        raise PushError(_http_error_message(error, repo_id, None) + " Nothing was uploaded.") from None
-    user = identity.get("name")
-    namespaces = {user} | {org.get("name") for org in identity.get("orgs", []) if isinstance(org, dict)}
-    if "/" not in repo_id:
-        repo_id = f"{user}/{repo_id}"
-    namespace = repo_id.split("/")[0]
-    if namespace not in namespaces:
-        raise PushError(
-            f"Cannot push to {repo_id!r}: the namespace {namespace!r} is owned by someone else (the token belongs to "
-            f"{user!r}, member of {sorted(n for n in namespaces if n != user) or 'no organisations'}). Nothing was "
-            "uploaded."
-        )
 
     with tempfile.TemporaryDirectory(prefix="hf_dft_push_") as staging:
-        stage = Path(staging)
-        for path in staged_files(checkpoint):
-            shutil.copy2(path, stage / path.name)
-        card = render_model_card(checkpoint, recorded, repo_id=repo_id, **(card_options or {}))
+        stage = Path(staging) / checkpoint.name
+        stage_checkpoint(checkpoint, stage)
+        verification = certificates.verify_checkpoint(
+            stage, recheck_audit=recheck_audit, dataset=dataset, progress=progress, stop_early=True
+        )
+        if not verification.ok:
+            listed = "\n  ".join(verification.mismatches)
+            raise PushError(
+                "Refusing to push: the certificate does not match the checkpoint (stale or tampered); re-run "
+                f"`hf-dft certify` if the change is intended. Nothing was uploaded. Mismatches:\n  {listed}"
+            )
+        card = render_model_card(stage, recorded, repo_id=repo_id, audit_verified=recheck_audit, **(card_options or {}))
         card.save(stage / CARD_NAME)
+        token = resolve_token(token)
+        api = HfApi(token=token)
+        try:
+            identity = with_retries(lambda: api.whoami(), "whoami", attempts=attempts, backoff=backoff)
+        except HfHubHTTPError as error:
+            raise PushError(_http_error_message(error, repo_id, None) + " Nothing was uploaded.") from None
+        user = identity.get("name")
+        namespaces = {user} | {org.get("name") for org in identity.get("orgs", []) if isinstance(org, dict)}
+        if "/" not in repo_id:
+            repo_id = f"{user}/{repo_id}"
+        namespace = repo_id.split("/")[0]
+        if namespace not in namespaces:
+            raise PushError(
+                f"Cannot push to {repo_id!r}: the namespace {namespace!r} is owned by someone else (the token belongs "
+                f"to {user!r}, member of {sorted(n for n in namespaces if n != user) or 'no organisations'}). Nothing "
+                "was uploaded."
+            )
         try:
             with_retries(
                 lambda: api.create_repo(repo_id, private=private, exist_ok=True),
@@ -282,6 +280,8 @@ def push_checkpoint(
                         repo_id=repo_id,
                         folder_path=stage,
                         commit_message=commit_message or "Upload certified DFT-head checkpoint (hf-dft push)",
+                        # Everything else in the repo goes: a re-push leaves no stale, unbound file behind.
+                        delete_patterns="*",
                     ).oid
                 ),
                 f"uploading to {repo_id}",
@@ -296,69 +296,9 @@ def push_checkpoint(
             raise PushError(f"{error}. The checkpoint was NOT published to {repo_id}.") from error.__cause__
         if confirmed is None or confirmed != commit:
             raise PushError(
-                f"The upload to {repo_id} returned commit {commit}, but the repo's head does not hold the staged "
-                "files: the push is not confirmed."
+                f"The upload to {repo_id} returned commit {commit}, but the repo's head does not hold exactly the "
+                "staged files: the push is not confirmed."
             )
-        files = sorted(path.name for path in stage.iterdir())
+        files = sorted(path.relative_to(stage).as_posix() for path in stage.rglob("*") if path.is_file())
     endpoint = api.endpoint.rstrip("/")
     return PushResult(repo_id, commit, f"{endpoint}/{repo_id}/commit/{commit}", files)
-
-
-def download_checkpoint(repo_id: str, *, revision: str | None = None, token: str | None = None) -> Path:
-    """Download a Hub repo (snapshot) into the Hugging Face cache and return its local folder."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
-
-    try:
-        return Path(snapshot_download(repo_id, revision=revision, token=token))
-    except RepositoryNotFoundError:
-        raise ValueError(f"{repo_id!r} is neither a local folder nor a Hub repo this token can read.") from None
-    except HfHubHTTPError as error:
-        raise ValueError(f"Could not download {repo_id!r}: {error}") from None
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Command line
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def add_push_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``hf-dft push CHECKPOINT REPO_ID [--private] [--token T] [--skip-audit] ...``."""
-    parser.add_argument("checkpoint", help="a certified checkpoint folder")
-    parser.add_argument("repo_id", help="target Hub repo, namespace/name")
-    parser.add_argument("--private", action="store_true", help="create the repo private")
-    parser.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN or the stored login)")
-    parser.add_argument("--commit-message", default=None)
-    parser.add_argument("--retries", type=int, default=3, help="attempts per network step (default 3)")
-    parser.add_argument("--dataset", default=None, help="where the certificate's audit data is, if moved")
-    parser.add_argument(
-        "--skip-audit", action="store_true", help="before pushing, check hashes, G and P only (not the audit figures)"
-    )
-    parser.add_argument("--base-model", default=None, help="base_model for the card metadata (a Hub id)")
-    parser.add_argument("--card-dataset", action="append", default=None, help="Hub dataset id for the card")
-    parser.add_argument("--license", default=None, help="license identifier for the card metadata")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    return parser
-
-
-def run_push(args: argparse.Namespace) -> int:
-    """Run ``hf-dft push``; 0 on a confirmed commit, 1 when refused or failed (the message says why)."""
-    card_options = {"base_model": args.base_model, "datasets": args.card_dataset, "license": args.license}
-    try:
-        result = push_checkpoint(
-            args.checkpoint,
-            args.repo_id,
-            private=args.private,
-            token=args.token,
-            commit_message=args.commit_message,
-            attempts=args.retries,
-            recheck_audit=not args.skip_audit,
-            dataset=args.dataset,
-            card_options={key: value for key, value in card_options.items() if value},
-            progress=not args.quiet,
-        )
-    except (PushError, ValueError) as error:
-        print(f"hf-dft push: error: {error}", file=sys.stderr)
-        return 1
-    print(f"Pushed {len(result.files)} files to {result.repo_id} in commit {result.commit_sha}: {result.commit_url}")
-    return 0

@@ -1,8 +1,10 @@
 """Model cards for (certified) checkpoints, rendered with ``huggingface_hub.ModelCard`` from the package template.
 
 The card's metadata carries ``library_name``, ``tags``, ``datasets``, ``base_model``, ``pipeline_tag`` and a
-``model-index`` with the quality metrics (from ``eval_results.json``, written by the training loop, if present) and
-the argmaxability figures (from the certificate). The text states the guarantee in plain language with its limits,
+``model-index`` with the quality metrics and the argmaxability figures of the certificate's audit split. Every
+number the card shows comes from the certificate, which ``hf-dft push`` verifies (recomputes) before rendering;
+when the audit was not re-checked (``audit_verified=False``) the card shows no audit or quality numbers at all.
+The text states the guarantee in plain language with its limits,
 shows the audit table and figure, how to load the model (plugin and remote code) and how it was trained (from
 ``training_args.json``, if present). The template is ``hf_dft_head/templates/model_card.md`` (package data).
 """
@@ -16,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .checkpoints import CERTIFICATE_NAME
 
 QUALITY_PREFIXES = ("p@", "r@", "f1@", "ndcg@")
 QUALITY_NAMES = ("micro_f1", "macro_f1", "exact_match")
@@ -55,31 +59,11 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _is_quality_metric(name: str) -> bool:
-    return name.startswith(QUALITY_PREFIXES) or name in QUALITY_NAMES
-
-
-def quality_metrics(eval_results: dict[str, Any] | None) -> list[tuple[str, str, float]]:
-    """``(split, metric, value)`` of the quality metrics in an ``eval_results.json``.
-
-    Accepts the training loop's nesting (``{"validation": {...}, "test": {...}}``) and flat files whose keys may
-    carry an ``eval_`` / ``test_`` / ``validation_`` prefix. Non-numeric and non-quality entries are ignored.
-    """
-    if not eval_results:
-        return []
-    rows = []
-    for split in SPLIT_NAMES:
-        nested = eval_results.get(split)
-        if isinstance(nested, dict):
-            rows += [(split, k, float(v)) for k, v in nested.items() if _is_quality_metric(k) and _number(v)]
-    for key, value in eval_results.items():
-        if not _number(value):
-            continue
-        for prefix, split in (("test_", "test"), ("validation_", "validation"), ("eval_", "validation"), ("", "eval")):
-            if key.startswith(prefix) and _is_quality_metric(key[len(prefix) :]):
-                rows.append((split, key[len(prefix) :], float(value)))
-                break
-    return rows
+def quality_metrics(certificate: dict[str, Any] | None) -> list[tuple[str, str, float]]:
+    """``(split, metric, value)`` of the quality metrics the certificate's audit computed on its split."""
+    audit = (certificate or {}).get("audit") or {}
+    split = str((audit.get("dataset") or {}).get("split", "test"))
+    return [(split, name, float(value)) for name, value in (audit.get("quality") or {}).items() if _number(value)]
 
 
 def _number(value: Any) -> bool:
@@ -106,7 +90,6 @@ def _dataset_names(audit_dataset: dict[str, Any]) -> tuple[str, str]:
 def build_card_data(
     config: dict[str, Any],
     certificate: dict[str, Any] | None,
-    eval_results: dict[str, Any] | None,
     *,
     model_name: str,
     base_model: str | None = None,
@@ -122,7 +105,7 @@ def build_card_data(
     audit = (certificate or {}).get("audit") or {}
     dataset_type, dataset_name = _dataset_names(audit.get("dataset") or {})
     hub_dataset = datasets[0] if datasets else None
-    for split, metric, value in quality_metrics(eval_results):
+    for split, metric, value in quality_metrics(certificate):
         results.append(
             EvalResult(
                 **TASK,
@@ -185,21 +168,22 @@ def render_model_card(
     datasets: list[str] | None = None,
     license: str | None = None,
     template: str | os.PathLike | None = None,
+    audit_verified: bool = True,
 ) -> ModelCard:
     """The model card of ``checkpoint`` (``certificate`` defaults to its ``dft_certificate.json``).
 
     ``repo_id`` appears in the loading snippets (default: the folder name). ``base_model``/``datasets``/``license``
     fill the metadata; ``base_model`` otherwise comes from ``training_args.json`` when it names a Hub id.
+    ``audit_verified=False`` (the audit was not recomputed before rendering): no audit or quality numbers.
     """
-    from .certificate import CERTIFICATE_NAME
-
     checkpoint = Path(checkpoint)
     config = _read_json(checkpoint / "config.json")
     if config is None:
         raise ValueError(f"{checkpoint} has no readable config.json: is it a checkpoint folder?")
     if certificate is None:
         certificate = _read_json(checkpoint / CERTIFICATE_NAME)
-    eval_results = _read_json(checkpoint / "eval_results.json")
+    if certificate is not None and not audit_verified:
+        certificate = {key: value for key, value in certificate.items() if key not in ("audit", "verifier", "figure")}
     training_args = _read_json(checkpoint / "training_args.json")
     repo_id = repo_id or checkpoint.name
     model_name = repo_id.split("/")[-1]
@@ -207,7 +191,6 @@ def render_model_card(
     card_data = build_card_data(
         config,
         certificate,
-        eval_results,
         model_name=model_name,
         base_model=base_model,
         datasets=datasets,
@@ -216,7 +199,7 @@ def render_model_card(
     card = ModelCard.from_template(
         card_data,
         template_path=str(template or template_path()),
-        **_template_values(config, certificate, eval_results, training_args, repo_id=repo_id, base_model=base_model),
+        **_template_values(config, certificate, training_args, repo_id=repo_id, base_model=base_model),
     )
     return card
 
@@ -224,7 +207,6 @@ def render_model_card(
 def _template_values(
     config: dict[str, Any],
     certificate: dict[str, Any] | None,
-    eval_results: dict[str, Any] | None,
     training_args: dict[str, Any] | None,
     *,
     repo_id: str,
@@ -314,7 +296,7 @@ def _template_values(
         f"{{{', '.join(example['labels'])}}} ({example['occurrences']} examples)"
         for example in ((audit.get("gold") or {}).get("unargmaxable_examples") or [])[:5]
     ]
-    quality = quality_metrics(eval_results)
+    quality = quality_metrics(certificate)
     quality_splits = list(dict.fromkeys(split for split, _, _ in quality))
     by_metric: dict[str, dict[str, float]] = {}
     for split, metric, value in quality:
@@ -328,8 +310,6 @@ def _template_values(
         for name in TRAINING_FIELDS
         if training_args and training_args.get(name) is not None
     ]
-    if eval_results and eval_results.get("best_step") is not None:
-        training_rows.append({"name": "best step (kept checkpoint)", "value": str(eval_results["best_step"])})
     id2label = config.get("id2label") or {}
     names = [str(id2label.get(str(i), id2label.get(i, i))) for i in range(n)]
     return {
@@ -351,6 +331,7 @@ def _template_values(
         "epsilon": _format(verifier.get("epsilon", "?")),
         "epsilon_radius": _format(verifier.get("epsilon_radius", "?")),
         "box": _format(verifier.get("box", "?")),
+        "audit_verified": bool(audit),
         "audit_rows": audit_rows,
         "figure_path": (certificate.get("figure") or {}).get("path", "argmaxability.png"),
         "never_examples": never,

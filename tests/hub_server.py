@@ -331,6 +331,15 @@ class HubServer:
             self._repos[(repo_type, repo_id)] = repo
             self._commit(repo, "main", "initial commit", "", parts[0], {".gitattributes": INITIAL_GITATTRIBUTES})
 
+    def put_file(self, repo_id: str, path: str, content: bytes, repo_type: str = "model") -> str:
+        """Commit one file to ``repo_id``'s main branch directly (as another uploader would); returns the sha."""
+        repo = self._get_repo(repo_id, repo_type)
+        with self._lock:
+            head = self._resolve(repo, "main")
+            files = dict(head.files) if head is not None else {}
+            files[path] = content
+            return self._commit(repo, "main", f"Upload {path}", "", repo.namespace, files).sha
+
     def repo_exists(self, repo_id: str, repo_type: str = "model") -> bool:
         """Whether the repo exists."""
         with self._lock:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 from pathlib import Path
@@ -13,6 +12,8 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
 from hf_dft_head import audit
+from hf_dft_head.checkpoints import load_checkpoint
+from hf_dft_head.cli import main as cli_main
 
 LABELS = ["water", "food", "shelter", "medical", "search", "security", "money", "ghost"]
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "need", "help", "flood", "fire", "the", "now", "please"]
@@ -81,7 +82,7 @@ def stock_checkpoint(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def test_find_sigmoid_head_of_stock_bert_uses_the_exact_tanh_box(stock_checkpoint) -> None:
-    model, _ = audit.load_checkpoint(stock_checkpoint[0])
+    model, _ = load_checkpoint(stock_checkpoint[0])
     head = audit.find_sigmoid_head(model)
     assert head.kind == "stock" and head.box == 1.0 and "tanh" in head.space
     np.testing.assert_array_equal(head.weight, model.classifier.weight.detach().double().numpy())
@@ -112,7 +113,7 @@ def test_audit_flags_exactly_the_known_unargmaxable_sets(stock_checkpoint) -> No
 
 
 def test_the_tanh_bound_matters_ghost_sets_are_reachable_only_without_it(stock_checkpoint) -> None:
-    model, _ = audit.load_checkpoint(stock_checkpoint[0])
+    model, _ = load_checkpoint(stock_checkpoint[0])
     head = audit.find_sigmoid_head(model)
     sets = [(GHOST,), (A, GHOST), (A, C)]
     bounded, settings = audit.verify_sets(head, sets, progress=False)
@@ -127,12 +128,9 @@ def test_the_tanh_bound_matters_ghost_sets_are_reachable_only_without_it(stock_c
 
 def test_cli_writes_report_plot_and_summary_with_label_names(stock_checkpoint, tmp_path, capsys) -> None:
     folder, data = stock_checkpoint
-    parser = audit.add_audit_arguments(argparse.ArgumentParser())
     report_path, figure_path = tmp_path / "report.json", tmp_path / "fig.png"
-    args = parser.parse_args(
-        [str(folder), "--dataset", str(data), "--output", str(report_path), "--plot", str(figure_path), "--quiet"]
-    )
-    assert audit.run_audit(args) == 0
+    arguments = [str(folder), "--dataset", str(data), "--output", str(report_path), "--plot", str(figure_path)]
+    assert cli_main(["audit", *arguments, "--quiet"]) == 0
     report = json.loads(report_path.read_text())
     assert report["gold"]["unargmaxable"] == 160 and report["verifier"]["box"] == 1.0
     assert figure_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -144,19 +142,18 @@ def test_cli_writes_report_plot_and_summary_with_label_names(stock_checkpoint, t
     # --plot without a path puts the figure next to the report, not in the working directory
     nested = tmp_path / "nested" / "report.json"
     nested.parent.mkdir()
-    args = parser.parse_args([str(folder), "--dataset", str(data), "--output", str(nested), "--plot", "--quiet"])
-    assert audit.run_audit(args) == 0
+    assert cli_main(["audit", str(folder), "--dataset", str(data), "--output", str(nested), "--plot", "--quiet"]) == 0
     assert (nested.parent / audit.AUDIT_FIGURE_NAME).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_single_label_regression_and_unset_problem_type_are_refused(tmp_path, capsys) -> None:
     single = build_stock_checkpoint(tmp_path / "single", problem_type="single_label_classification")
     with pytest.raises(ValueError, match="single-label"):
-        audit.load_checkpoint(single)
+        load_checkpoint(single)
     unset = build_stock_checkpoint(tmp_path / "unset", problem_type=None)
     with pytest.raises(ValueError, match="no problem_type"):
-        audit.load_checkpoint(unset)
-    model, _ = audit.load_checkpoint(unset, assume_multi_label=True)
+        load_checkpoint(unset)
+    model, _ = load_checkpoint(unset, assume_multi_label=True)
     assert audit.find_sigmoid_head(model, assume_multi_label=True).num_labels == len(LABELS)
     regression = BertForSequenceClassification(
         BertConfig(vocab_size=12, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_labels=1)
@@ -164,8 +161,6 @@ def test_single_label_regression_and_unset_problem_type_are_refused(tmp_path, ca
     with pytest.raises(ValueError, match="regression"):
         audit.find_sigmoid_head(regression)
 
-    args = audit.add_audit_arguments(argparse.ArgumentParser()).parse_args(
-        [str(single), "--dataset", "unused.jsonl", "--output", str(tmp_path / "r.json"), "--quiet"]
-    )
-    assert audit.run_audit(args) == 2
+    arguments = [str(single), "--dataset", "unused.jsonl", "--output", str(tmp_path / "r.json"), "--quiet"]
+    assert cli_main(["audit", *arguments]) == 2
     assert "single-label" in capsys.readouterr().err and not (tmp_path / "r.json").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -20,6 +19,7 @@ from test_certificate import build_checkpoint, write_dataset
 
 from hf_dft_head import certificate, hub
 from hf_dft_head.audit import dataset_spec
+from hf_dft_head.cli import main as cli_main
 
 TEXTS = ["need help now", "the flood water", "fire fire help"]
 REMOTE_CODE_CHILD = """
@@ -98,15 +98,14 @@ def test_push_then_load_with_plugin_and_remote_code_and_verify_the_repo(
     assert torch.equal(torch.tensor(json.loads(logits_json), dtype=torch.float64), expected.double())
 
     # verify on the repo id downloads a snapshot and recomputes everything.
-    args = certificate.add_verify_arguments(argparse.ArgumentParser()).parse_args([repo_id, "--quiet"])
-    assert certificate.run_verify(args) == 0
+    assert cli_main(["verify", repo_id, "--quiet"]) == 0
 
 
 def test_uncertified_and_stale_checkpoints_are_refused_before_any_upload(
     hub_server: HubServer, certified_checkpoint: Path, tmp_path: Path
 ) -> None:
     uncertified = build_checkpoint(tmp_path / "uncertified")
-    with pytest.raises(hub.PushError, match="uncertified"):
+    with pytest.raises(hub.PushError, match="no dft_certificate.json"):
         hub.push_checkpoint(uncertified, f"{DEFAULT_USER}/x", progress=False)
 
     stale = Path(shutil.copytree(certified_checkpoint, tmp_path / "stale"))
@@ -138,10 +137,7 @@ def test_no_token_and_foreign_namespace_are_clear_errors(
         hub.push_checkpoint(certified_checkpoint, f"{DEFAULT_USER}/dft", recheck_audit=False, progress=False)
     assert hub_server.write_requests() == []
 
-    args = hub.add_push_arguments(argparse.ArgumentParser()).parse_args(
-        [str(certified_checkpoint), f"{DEFAULT_USER}/dft", "--skip-audit", "--quiet"]
-    )
-    assert hub.run_push(args) == 1
+    assert cli_main(["push", str(certified_checkpoint), f"{DEFAULT_USER}/dft", "--skip-audit", "--quiet"]) == 1
 
 
 def test_server_errors_are_retried_and_never_reported_as_success(
