@@ -103,7 +103,8 @@ class SigmoidHead:
     ``weight`` ``(n, m)`` and ``bias`` ``(n,)`` are float64; label ``i`` is predicted when ``weight[i] @ x + bias[i]
     > 0``. ``box`` is an exact bound on ``|x|_inf`` when the architecture gives one (tanh features), else ``None``
     (the verifier then uses its default box, a modelling choice and not a property of the model).
-    ``dft_k`` is the DFT head's k (with ``slack_dims`` slack columns), ``None`` for other heads.
+    ``dft_k`` is the DFT head's k (with ``slack_dims`` slack columns), ``None`` for other heads; ``label_order``
+    its circle positions (``(n,)``, ``None`` for label-id order).
     ``projection`` is ``(P, c)`` mapping encoder features into this space, or ``None``.
     """
 
@@ -114,6 +115,7 @@ class SigmoidHead:
     box: float | None = None
     dft_k: int | None = None
     slack_dims: int = 0
+    label_order: np.ndarray | None = None
     projection: tuple[np.ndarray, np.ndarray] | None = None
     model_dtype: str = "float32"
     label_names: list[str] = field(default_factory=list)
@@ -138,8 +140,16 @@ class SigmoidHead:
             "box": self.box,
             "dft_k": self.dft_k,
             "slack_dims": self.slack_dims,
+            "label_order": describe_label_order(self.label_order),
             "model_dtype": self.model_dtype,
         }
+
+
+def describe_label_order(label_order: np.ndarray | None) -> str | None:
+    """``None`` for label-id order, else ``"sha256:<digest of the int64 positions>"`` (the config holds them)."""
+    if label_order is None:
+        return None
+    return "sha256:" + hashlib.sha256(np.asarray(label_order, dtype="<i8").tobytes()).hexdigest()
 
 
 def _label_names(config, num_labels: int) -> list[str]:
@@ -192,6 +202,9 @@ def find_sigmoid_head(model, *, assume_multi_label: bool = False) -> SigmoidHead
             box=None,
             dft_k=int(config.k) if kind == "dft" else None,
             slack_dims=int(config.slack_dims) if kind == "dft" else 0,
+            label_order=np.asarray(config.label_order, dtype=np.int64)
+            if kind == "dft" and getattr(config, "label_order", None) is not None
+            else None,
             projection=projection,
             model_dtype=dtype,
             label_names=_label_names(config, weight.shape[0]),
@@ -469,6 +482,7 @@ def verify_sets(
         weight=weight,
         bias=bias,
         dft_k=head.dft_k,
+        label_order=head.label_order,
         epsilon=epsilon,
         box=used_box,
         dtype=head.model_dtype,

@@ -133,8 +133,9 @@ def check_dft_layer(model) -> dict[str, Any]:
     """Probe the package-loaded DFT layer and head in float64 and compare them with ``G`` recomputed from (n, k).
 
     * ``gale_matrix``: the layer applied to the unit vectors ``e_0..e_{m-1}`` (its own forward path: FFT or
-      matmul) gives its matrix column by column; the first 2k+1 columns must equal ``gale_matrix(n, k)`` and the
-      rest the stored slack columns, to ``GALE_TOLERANCE`` (max abs error). Also ``|G^T G - I|_max``.
+      matmul) gives its matrix column by column; the first 2k+1 columns must equal ``gale_matrix(n, k)`` with its
+      rows taken in the config's ``label_order``, and the rest the stored slack columns, to ``GALE_TOLERANCE`` (max
+      abs error). Also ``|G^T G - I|_max``.
     * ``head_composition``: on 8 seeded random feature vectors ``h``, the head's output equals
       ``[G|S] (P h + c)`` computed in numpy, relative error below ``COMPOSITION_TOLERANCE``.
 
@@ -144,7 +145,9 @@ def check_dft_layer(model) -> dict[str, Any]:
     n, k, slack = int(config.num_labels), int(config.k), int(config.slack_dims)
     head = copy.deepcopy(model.head).double().eval()
     width = 2 * k + 1 + slack
-    reference = gale_matrix(n, k)  # (n, 2k+1)
+    reference = gale_matrix(n, k)  # (n, 2k+1), rows in circle order
+    if getattr(config, "label_order", None) is not None:
+        reference = reference[np.asarray(config.label_order, dtype=np.int64)]  # row i: label i's circle position
     with torch.no_grad():
         probed = head.dft(torch.eye(width, dtype=torch.float64)).numpy().T  # (n, width): column j = layer(e_j)
     gale_error = float(np.max(np.abs(probed[:, : 2 * k + 1] - reference)))
@@ -208,13 +211,28 @@ def check_projection_rank(projection: np.ndarray, weight_dtype: str = "float32")
 
 
 def guarantee_statement(
-    n: int, k: int, slack: int, projection_ok: bool, width: int, encoder_width: int, model_dtype: str
+    n: int,
+    k: int,
+    slack: int,
+    projection_ok: bool,
+    width: int,
+    encoder_width: int,
+    model_dtype: str,
+    label_order: str | None = None,
 ) -> dict:
-    """The guarantee of a DFT head: what holds in exact arithmetic, what was checked in the model's dtype."""
+    """The guarantee of a DFT head: what holds in exact arithmetic, what was checked in the model's dtype.
+
+    ``label_order``: ``None`` (label ids are circle positions) or the description of the config's ``label_order``.
+    """
+    circle = (
+        f"label ids 0..{n - 1} in order"
+        if label_order is None
+        else f"label i at position label_order[i] of config.json, {label_order}"
+    )
     sets = (
-        f"every label set with at most 2k = {2 * k} sign changes along the label circle (label ids 0..{n - 1} in "
-        f"order, counted cyclically), in particular every set of at most k = {k} labels and every set of at least "
-        f"n - k = {n - k} labels"
+        f"every label set with at most 2k = {2 * k} sign changes along the label circle ({circle}, counted "
+        f"cyclically), in particular every set of at most k = {k} labels and every set of at least n - k = {n - k} "
+        "labels"
     )
     space = f"the head's input space x in R^{width} (x = P h + c)"
     if projection_ok:
@@ -240,7 +258,7 @@ def guarantee_statement(
         "num_labels": n,
         "k": k,
         "max_sign_changes": 2 * k,
-        "label_order": "label id order (angle t_j = 2 pi j / n)",
+        "label_order": label_order or "label id order (angle t_j = 2 pi j / n)",
         "slack_dims": slack,
         "rule_is_exact": exact,
         "argmaxable_sets_by_rule": count_rule_argmaxable_sets(n, k),
@@ -278,6 +296,7 @@ def head_section(model, head: audit.SigmoidHead) -> tuple[dict, dict, dict | Non
         head.width,
         head_info["encoder_width"],
         head.model_dtype,
+        head_info["label_order"],
     )
     return head_info, checks, guarantee, reasons
 

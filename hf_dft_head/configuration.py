@@ -5,7 +5,7 @@ from __future__ import annotations
 from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .gale import check_dft_sizes
+from .gale import check_dft_sizes, check_label_order
 
 HEAD_KINDS = ("dft", "bottleneck", "dense")
 POOLINGS = ("cls", "mean")
@@ -39,6 +39,12 @@ class DFTConfig(PretrainedConfig):
             Freeze the encoder's parameters (train the head only).
         initializer_range (`float`, defaults to 0.02):
             Standard deviation of the head's random weights.
+        label_order (`list[int]`, *optional*):
+            DFT head: the circle position of every label (`label_order[i]` for label `i`, a permutation of
+            `0..n-1`). The guarantee counts sign changes in this order; placing labels that occur together next to
+            each other makes real label sets few arcs (see `hf_dft_head.label_order`). `None`: label-id order.
+        label_order_method (`str`, *optional*):
+            How `label_order` was computed (`"name"`, `"frequency"`, `"cooccurrence"`), for the record.
     """
 
     model_type = "dft_multilabel"
@@ -54,6 +60,8 @@ class DFTConfig(PretrainedConfig):
     dft_path: str = "auto"
     freeze_encoder: bool = False
     initializer_range: float = 0.02
+    label_order: list[int] | None = None
+    label_order_method: str | None = None
     problem_type: str | None = "multi_label_classification"
 
     def __post_init__(self, **kwargs):
@@ -101,6 +109,8 @@ class DFTConfig(PretrainedConfig):
             raise ValueError(f"id2label has {len(self.id2label)} entries but num_labels={n}.")
         if self.head_kind == "dft":
             check_dft_sizes(n, self.k, self.slack_dims)
+            if self.label_order is not None:
+                check_label_order(self.label_order, n)
             width = 2 * self.k + 1 + self.slack_dims
             if width > self.hidden_size:
                 raise ValueError(
@@ -109,7 +119,9 @@ class DFTConfig(PretrainedConfig):
                     f"the encoder's features. Use k <= {(self.hidden_size - 1 - self.slack_dims) // 2} or fewer "
                     "slack dimensions."
                 )
-        elif self.head_kind == "bottleneck" and self.bottleneck_dim < 1:
+        elif self.label_order is not None:
+            raise ValueError(f"label_order places labels on the DFT circle; head_kind={self.head_kind!r} has none.")
+        if self.head_kind == "bottleneck" and self.bottleneck_dim < 1:
             raise ValueError(f"bottleneck_dim must be >= 1, got {self.bottleneck_dim}.")
 
 

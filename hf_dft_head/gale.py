@@ -32,6 +32,30 @@ def check_dft_sizes(num_labels: int, k: int, slack_dims: int = 0) -> None:
         )
 
 
+def check_label_order(label_order, num_labels: int) -> np.ndarray:
+    """Validate ``label_order`` (position on the circle of every label) and return it as int64.
+
+    Raises:
+        ValueError: wrong length, or not a permutation of ``0..num_labels-1``.
+    """
+    order = np.asarray(label_order)
+    if order.shape != (num_labels,):
+        raise ValueError(f"label_order must have shape ({num_labels},) (one position per label), got {order.shape}.")
+    if not np.issubdtype(order.dtype, np.integer):
+        raise ValueError(f"label_order must hold integer positions, got dtype {order.dtype}.")
+    order = order.astype(np.int64)
+    seen = np.zeros(num_labels, dtype=np.int64)
+    inside = (order >= 0) & (order < num_labels)
+    np.add.at(seen, order[inside], 1)
+    if not inside.all() or not np.all(seen == 1):
+        missing = np.flatnonzero(seen == 0)[:5].tolist()
+        raise ValueError(
+            f"label_order must be a permutation of 0..{num_labels - 1}; positions never used: {missing}. "
+            f"label_order[i] is the position of label i on the circle."
+        )
+    return order
+
+
 def gale_matrix(num_labels: int, k: int) -> np.ndarray:
     """The fixed cyclic Gale matrix ``G`` of shape ``(n, 2k + 1)`` in float64.
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .gale import check_dft_sizes, gale_matrix
+from .gale import check_dft_sizes, check_label_order, gale_matrix
 
 DFT_PATHS = ("auto", "fft", "matmul")
 
@@ -73,11 +73,15 @@ def dft_synthesis(x: torch.Tensor, num_labels: int) -> torch.Tensor:
 
 
 class DFTLayer(nn.Module):
-    """The fixed DFT output layer with optional trainable slack columns: ``z = G x[:D] + S x[D:]``.
+    """The fixed DFT output layer with optional trainable slack columns: ``z = (G x[:D])[position] + S x[D:]``.
 
     ``G`` (``n x (2k+1)``) is never a parameter: it is applied by an inverse real FFT, or by
     a matmul with a lazily cached copy (computed on first use on the input's device and dtype,
     so it is never garbage after meta-device construction in ``from_pretrained``).
+
+    Label ``i`` sits at circle position ``label_order[i]`` (angle ``2 pi label_order[i] / n``): its logit is
+    entry ``label_order[i]`` of ``G x``, one gather on either path (the matmul path caches the gathered rows
+    ``G[label_order]``). The guarantee counts sign changes in that circle order. ``None`` is the identity.
 
     Args:
         num_labels: ``n``.
@@ -85,11 +89,12 @@ class DFTLayer(nn.Module):
         slack_dims: ``s`` trainable slack columns ``S`` of shape ``(n, s)``; zero-initialised so
             the initial logits are exactly those of the pure layer.
         path: ``"auto"`` (pick by size, see ``choose_dft_path``), ``"fft"`` or ``"matmul"``.
+        label_order: ``(n,)`` circle position of each label (a permutation of ``0..n-1``), or ``None``.
 
     Shapes: input ``(..., 2k + 1 + s)`` -> output ``(..., n)``.
     """
 
-    def __init__(self, num_labels: int, k: int, slack_dims: int = 0, path: str = "auto"):
+    def __init__(self, num_labels: int, k: int, slack_dims: int = 0, path: str = "auto", label_order=None):
         super().__init__()
         check_dft_sizes(num_labels, k, slack_dims)
         if path not in DFT_PATHS:
@@ -98,8 +103,11 @@ class DFTLayer(nn.Module):
         self.k = int(k)
         self.slack_dims = int(slack_dims)
         self.path = path
+        # A plain array, not a buffer: the config is its one source, and meta-device loading cannot garble it.
+        self.label_order = None if label_order is None else check_label_order(label_order, self.num_labels)
         self.slack = nn.Parameter(torch.zeros(num_labels, slack_dims)) if slack_dims > 0 else None
         self._gale_cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self._order_cache: dict[torch.device, torch.Tensor] = {}
 
     @property
     def in_features(self) -> int:
@@ -112,12 +120,22 @@ class DFTLayer(nn.Module):
         return choose_dft_path(self.num_labels, self.k) if self.path == "auto" else self.path
 
     def gale(self, device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The cached Gale matrix ``G`` of shape ``(n, 2k + 1)`` on ``device`` in ``dtype``."""
+        """The cached ``G[label_order]`` (rows in label order) of shape ``(n, 2k + 1)`` on ``device`` in ``dtype``."""
         key = (torch.device(device) if device is not None else torch.device("cpu"), dtype)
         if key not in self._gale_cache:
             # Computed in float64 then cast, so every dtype gets the correctly rounded matrix.
-            self._gale_cache[key] = torch.from_numpy(gale_matrix(self.num_labels, self.k)).to(*key)
+            self._gale_cache[key] = torch.from_numpy(self.gale_rows()).to(*key)
         return self._gale_cache[key]
+
+    def gale_rows(self) -> np.ndarray:
+        """``G[label_order]`` in float64 numpy, ``(n, 2k + 1)``: row ``i`` is the Gale row of label ``i``'s position."""
+        gale = gale_matrix(self.num_labels, self.k)
+        return gale if self.label_order is None else gale[self.label_order]
+
+    def _positions(self, device: torch.device) -> torch.Tensor:
+        if device not in self._order_cache:
+            self._order_cache[device] = torch.from_numpy(self.label_order).to(device)
+        return self._order_cache[device]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., 2k + 1 + s)`` -> logits ``(..., n)``."""
@@ -127,7 +145,9 @@ class DFTLayer(nn.Module):
             )
         fixed = x[..., : 2 * self.k + 1]
         if self.resolved_path == "fft":
-            z = dft_synthesis(fixed, self.num_labels)
+            z = dft_synthesis(fixed, self.num_labels)  # (..., n) in circle order
+            if self.label_order is not None:
+                z = z.index_select(-1, self._positions(z.device))
         else:
             z = fixed @ self.gale(x.device, x.dtype).T
         if self.slack is not None:
@@ -135,18 +155,22 @@ class DFTLayer(nn.Module):
         return z
 
     def effective_matrix(self) -> np.ndarray:
-        """``[G | S]`` of shape ``(n, 2k + 1 + s)`` in float64: the layer as an explicit matrix."""
-        g = gale_matrix(self.num_labels, self.k)
+        """``[G[label_order] | S]`` of shape ``(n, 2k + 1 + s)`` in float64: the layer as an explicit matrix."""
+        g = self.gale_rows()
         if self.slack is None:
             return g
         return np.concatenate([g, self.slack.detach().double().cpu().numpy()], axis=1)
 
     def extra_repr(self) -> str:
-        return f"num_labels={self.num_labels}, k={self.k}, slack_dims={self.slack_dims}, path={self.path!r}"
+        order = "identity" if self.label_order is None else "permuted"
+        return (
+            f"num_labels={self.num_labels}, k={self.k}, slack_dims={self.slack_dims}, path={self.path!r}, "
+            f"label_order={order}"
+        )
 
 
 class DFTHead(nn.Module):
-    """Encoder features to logits through the DFT layer: ``x = P h + c``, ``z = G x[:D] + S x[D:]``.
+    """Encoder features to logits through the DFT layer: ``x = P h + c``, ``z = (G x[:D])[label_order] + S x[D:]``.
 
     Initialisation (Grivas et al.): ``c_0 = logit(k/n) sqrt(n)`` and ``S = 0``. The columns
     ``1..2k`` of G sum to zero over the circle, so an example's mean logit over labels is
@@ -165,9 +189,10 @@ class DFTHead(nn.Module):
         slack_dims: int = 0,
         path: str = "auto",
         init_std: float = 0.02,
+        label_order=None,
     ):
         super().__init__()
-        self.dft = DFTLayer(num_labels, k, slack_dims, path)
+        self.dft = DFTLayer(num_labels, k, slack_dims, path, label_order)
         # P and c are direct parameters (not an nn.Linear child) so that transformers' weight
         # initialisation, which visits parameter-owning modules, reaches this module's prior init.
         self.weight = nn.Parameter(torch.empty(self.dft.in_features, in_features))  # P: (D + s, d)

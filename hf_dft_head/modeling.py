@@ -20,7 +20,9 @@ def build_head(config) -> nn.Module:
     """The output head described by ``config``: maps ``(..., d)`` pooled features to ``(..., n)`` logits."""
     d, n, std = config.hidden_size, config.num_labels, config.initializer_range
     if config.head_kind == "dft":
-        return DFTHead(d, n, config.k, config.slack_dims, path=config.dft_path, init_std=std)
+        return DFTHead(
+            d, n, config.k, config.slack_dims, path=config.dft_path, init_std=std, label_order=config.label_order
+        )
     if config.head_kind == "bottleneck":
         return BottleneckHead(d, n, config.bottleneck_dim, init_std=std)
     return DenseHead(d, n, init_std=std)

@@ -24,30 +24,6 @@ from ..gale import gale_matrix
 from .label_sets import LabelSets
 
 
-def check_label_order(label_order, num_labels: int) -> np.ndarray:
-    """Validate ``label_order`` (position on the circle of every label) and return it as int64.
-
-    Raises:
-        ValueError: wrong length, or not a permutation of ``0..num_labels-1``.
-    """
-    order = np.asarray(label_order)
-    if order.shape != (num_labels,):
-        raise ValueError(f"label_order must have shape ({num_labels},) (one position per label), got {order.shape}.")
-    if not np.issubdtype(order.dtype, np.integer):
-        raise ValueError(f"label_order must hold integer positions, got dtype {order.dtype}.")
-    order = order.astype(np.int64)
-    seen = np.zeros(num_labels, dtype=np.int64)
-    inside = (order >= 0) & (order < num_labels)
-    np.add.at(seen, order[inside], 1)
-    if not inside.all() or not np.all(seen == 1):
-        missing = np.flatnonzero(seen == 0)[:5].tolist()
-        raise ValueError(
-            f"label_order must be a permutation of 0..{num_labels - 1}; positions never used: {missing}. "
-            f"label_order[i] is the position of label i on the circle."
-        )
-    return order
-
-
 def circle_positions(sets: LabelSets, label_order: np.ndarray | None = None) -> np.ndarray:
     """Positions on the circle of every label of every set, sorted inside each set.
 

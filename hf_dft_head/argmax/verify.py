@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..gale import gale_matrix
+from ..gale import check_label_order, gale_matrix
 from .label_sets import as_label_sets, signs_from_labels
 from .lp import (
     CERTIFICATE_TOLERANCE,
@@ -54,7 +54,7 @@ from .lp import (
     normalise_dtype_name,
     polish_certificate,
 )
-from .rule import check_label_order, circle_positions, count_sign_changes, dft_rule_certificate
+from .rule import circle_positions, count_sign_changes, dft_rule_certificate
 
 ARGMAXABLE = "argmaxable"
 UNARGMAXABLE = "unargmaxable"
