@@ -134,6 +134,11 @@ def order_statistics(
     return out
 
 
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
+
+
 def _check_k(k) -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
         raise ValueError(f"k must be an int >= 0 (the DFT layer has 2k + 1 columns), got {k!r}.")
@@ -443,12 +448,12 @@ class _TourSearch:
             return gain, "move", (first, length, bb, not forward), touched + (int(sb[c]),)
         return gain, "move", (first, length, int(pb[c]), forward), touched + (int(pb[c]),)
 
-    def run(self, order: np.ndarray, max_moves: int | None = None) -> None:
+    def run(self, order: np.ndarray) -> None:
         """Improve until no node in the queue (seeded with ``order``) has an improving move."""
         queue = deque(int(x) for x in order)
         queued = np.zeros(self.m, dtype=bool)
         queued[order] = True
-        while queue and (max_moves is None or self.moves < max_moves):
+        while queue:
             a = queue.popleft()
             queued[a] = False
             move = self._best_move(a)
@@ -508,7 +513,6 @@ def optimise_tour(
     seed: int = 0,
     neighbours: int = 16,
     start: np.ndarray | None = None,
-    max_moves: int | None = None,
     kicks: int = 200,
     kick_window: int = 50,
 ) -> np.ndarray:
@@ -516,10 +520,12 @@ def optimise_tour(
 
     Args:
         w: ``(m, m)`` sparse symmetric matrix, zero diagonal; the tour maximises the sum of ``w`` over its edges.
-        seed: order in which nodes are first examined by the local search.
+        seed: seeds the order in which nodes are first examined and the kicks.
         neighbours: candidate partners per node (its heaviest edges).
-        start: ``(m,)`` tour to improve instead of the greedy construction.
-        max_moves: stop after this many moves (``None``: until no move improves).
+        start: ``(m,)`` tour (a permutation) to improve instead of the greedy construction.
+        kicks: iterated local search rounds after the first local optimum: a random swap of two adjacent
+            segments of up to ``kick_window`` nodes, local search around it, kept unless the weight dropped.
+        kick_window: longest segment a kick moves.
 
     Returns:
         ``(m,)`` int64 tour. Up to 8 nodes, the optimum by enumeration.
@@ -532,15 +538,15 @@ def optimise_tour(
     if m <= _EXHAUSTIVE_MAX:
         return _exhaustive_tour(w)
     nbr_ptr, nbr_ids, nbr_w = _neighbour_lists(w, neighbours)
-    tour = _greedy_tour(w, nbr_ptr, nbr_ids) if start is None else np.asarray(start, dtype=np.int64)
+    tour = _greedy_tour(w, nbr_ptr, nbr_ids) if start is None else check_label_order(start, m)
     search = _TourSearch(w, tour, nbr_ptr, nbr_ids, nbr_w)
     rng = np.random.default_rng(seed)
-    search.run(rng.permutation(m), max_moves=max_moves)
+    search.run(rng.permutation(m))
     # Iterated local search: perturb locally, re-optimise around the perturbation, keep it unless it got worse.
     best_weight, best = search.weight(), search.state()
     for _ in range(kicks):
         touched = search.kick(rng, kick_window)
-        search.run(np.asarray(touched), max_moves=max_moves)
+        search.run(np.asarray(touched))
         weight = search.weight()
         if weight >= best_weight - search.tolerance:
             best_weight, best = max(weight, best_weight), search.state()
@@ -639,13 +645,17 @@ def label_order(
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}.")
     if isinstance(num_labels, bool) or not isinstance(num_labels, (int, np.integer)) or num_labels < 1:
         raise ValueError(f"num_labels must be a positive int, got {num_labels!r}.")
-    for name, value in (("neighbours", neighbours), ("kicks", kicks), ("seed", seed)):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, np.integer))
-            or value < (1 if name == "neighbours" else 0)
-        ):
-            raise ValueError(f"{name} must be an int >= {1 if name == 'neighbours' else 0}, got {value!r}.")
+    _check_int("neighbours", neighbours, 1)
+    _check_int("kicks", kicks, 0)
+    _check_int("seed", seed, 0)
+    if similarity is not None and method not in ("cooccurrence", "spectral"):
+        raise ValueError(f"similarity is used by the 'cooccurrence' and 'spectral' methods, not by {method!r}.")
+    if (
+        isinstance(similarity_weight, bool)
+        or not isinstance(similarity_weight, (int, float, np.number))
+        or not (np.isfinite(similarity_weight) and similarity_weight >= 0)
+    ):
+        raise ValueError(f"similarity_weight must be a finite number >= 0, got {similarity_weight!r}.")
     n = int(num_labels)
     if method == "name":
         return np.arange(n, dtype=np.int64)

@@ -157,6 +157,9 @@ def test_optimise_tour_reaches_the_enumerated_optimum_on_small_graphs(trial):
     got = lo.optimise_tour(sp.csr_matrix(dense), seed=trial)
     assert sorted(got.tolist()) == list(range(m))
     assert dense[got, np.roll(got, -1)].sum() == optimum
+    # From a given start too (a random tour instead of the greedy one).
+    improved = lo.optimise_tour(sp.csr_matrix(dense), seed=trial, start=rng.permutation(m))
+    assert dense[improved, np.roll(improved, -1)].sum() == optimum
 
 
 def test_local_search_keeps_its_bookkeeping_exact():
@@ -343,6 +346,16 @@ def test_label_order_rejects_bad_input():
         lo.label_order(sets, 3, similarity=sp.eye(4, format="csr"))
     with pytest.raises(ValueError, match="non-negative"):
         lo.label_order(sets, 3, similarity=-sp.eye(3, format="csr"))
+    with pytest.raises(ValueError, match="similarity is used by"):
+        lo.label_order(sets, 3, "frequency", similarity=sp.eye(3, format="csr"))
+    with pytest.raises(ValueError, match="similarity_weight"):
+        lo.label_order(sets, 3, similarity=sp.eye(3, format="csr"), similarity_weight=float("nan"))
+    with pytest.raises(ValueError, match="kicks"):
+        lo.label_order(sets, 3, kicks=-1)
+    with pytest.raises(ValueError, match="seed"):
+        lo.label_order(sets, 3, seed=1.5)
+    with pytest.raises(ValueError, match="permutation"):
+        lo.optimise_tour(sp.eye(12, format="csr"), start=np.zeros(12, dtype=int))
 
 
 def test_twenty_thousand_labels_fast_and_without_dense_matrices():
