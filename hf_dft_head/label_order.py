@@ -17,8 +17,9 @@ counts. Every label has two tour edges, so the ``f`` part is the same for every 
 number of sign changes is a travelling-salesman problem, maximising the co-occurrence counts along the tour**.
 It is solved heuristically on the sparse co-occurrence graph: greedy-edge construction, 2-opt and Or-opt moves
 over each label's heaviest neighbours, then an iterated local search (local double-bridge kicks). The order does
-not depend on ``k``: aiming at the share of sets within ``2k`` changes instead was measured to gain under one
-point on the train sets and nothing reliable on held-out sets. Cost: one sparse product ``A^T A``
+not depend on ``k``: aiming at the share of sets within ``2k`` changes instead (re-weighting the sets near the
+threshold, or hill-climbing on that share directly) gained under one point on the disaster-response train sets
+and nothing reliable on its validation and test sets. Cost: one sparse product ``A^T A``
 (``sum |S|^2`` pairs) and work about linear in the number of labels; no ``n x n`` dense matrix is ever built.
 
 Only numpy and scipy are used here.
@@ -42,10 +43,10 @@ METHODS = ("cooccurrence", "frequency", "name", "spectral")
 WEIGHTINGS = ("count", "cosine")
 
 #: Largest number of label pairs (``sum |S| (|S| - 1)`` over the train sets) the co-occurrence product may
-#: produce before :func:`cooccurrence_matrix` refuses (about 2.4 GB of intermediate int64/float64 arrays).
+#: produce before :func:`cooccurrence_matrix` refuses (the sparse product then needs about 3 GB).
 MAX_PAIRS = 200_000_000
 
-# Up to this many labels seen in train, every tour is tried (at most 7!/2 = 2,520 cyclic orders).
+# Up to this many labels in the tour, every tour is tried (7! = 5,040 permutations with the first label fixed).
 _EXHAUSTIVE_MAX = 8
 # Or-opt segments of 1..3 nodes that start (forward) or end (backward) at the node ``a`` being examined, at
 # position i: their length, direction, and offsets from i of their first position, members (padded by repeating
