@@ -255,11 +255,12 @@ def test_planted_arcs_are_recovered(n):
     assert lo.sign_change_counts(train, lo.label_order(train, n, "frequency")).mean() > 5
 
 
-def test_planted_arcs_recovered_by_spectral_angle_too():
+@pytest.mark.parametrize("n", [60, 300])  # dense eigensolver, then the sparse one (over 200 labels)
+def test_planted_arcs_recovered_by_spectral_angle_too(n):
     rng = np.random.default_rng(8)
-    train = arcs(rng, rng.permutation(60), 1500, 5)
-    counts = lo.sign_change_counts(train, lo.label_order(train, 60, "spectral"))
-    assert counts.mean() < 2.5
+    train = arcs(rng, rng.permutation(n), 25 * n, 5)
+    counts = lo.sign_change_counts(train, lo.label_order(train, n, "spectral"))
+    assert counts.mean() < 2.5 < 5 < lo.sign_change_counts(train, np.arange(n)).mean()
 
 
 def test_frequency_order_by_hand():
@@ -358,6 +359,7 @@ def test_label_order_rejects_bad_input():
         lo.optimise_tour(sp.eye(12, format="csr"), start=np.zeros(12, dtype=int))
 
 
+@pytest.mark.slow  # about 5 s of local search over 20,000 labels, plus a child process
 def test_twenty_thousand_labels_fast_and_without_dense_matrices():
     """n = 20,000 power-law labels in a child process whose address space cannot hold an n x n matrix."""
     pytest.importorskip("resource")
