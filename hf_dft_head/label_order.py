@@ -37,7 +37,8 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import eigsh
 
 from .argmax.label_sets import LabelSets, as_label_sets
-from .argmax.rule import check_label_order, circle_positions, count_sign_changes
+from .argmax.rule import circle_positions, count_sign_changes
+from .gale import check_label_order
 
 METHODS = ("cooccurrence", "frequency", "name", "spectral")
 WEIGHTINGS = ("count", "cosine")
