@@ -39,6 +39,7 @@ import numpy as np
 # DEFAULT_EPSILON: a set is epsilon-argmaxable when its Chebyshev radius is at least epsilon * box.
 # DEFAULT_BOX: the box used when nothing bounds the head's input features (the LP is homogeneous without one).
 from .argmax import DEFAULT_BOX, DEFAULT_EPSILON, verify_label_sets
+from .output_checks import OutputLocationError, check_writable_file, new_file_mode
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +231,13 @@ def load_checkpoint(path: str | os.PathLike, *, assume_multi_label: bool = False
 
     import hf_dft_head  # noqa: F401  (registers the DFT config/model with the Auto classes)
 
-    config = AutoConfig.from_pretrained(path)
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except OSError as error:
+        raise ValueError(
+            f"cannot load the checkpoint {path}: {error} Pass a folder holding config.json and the weights (or a Hub "
+            "model id, which needs the Hub)."
+        ) from None
     check_multi_label_config(config, assume_multi_label=assume_multi_label)
     if getattr(config, "problem_type", None) is None:
         config.problem_type = "multi_label_classification"
@@ -319,7 +326,8 @@ def _align_vocabulary(dataset_labels: Sequence[str], model_labels: Sequence[str]
     if len(missing) == len(dataset_labels):
         raise ValueError(
             f"None of the data's labels ({list(dataset_labels)[:5]}...) is a label of the model "
-            f"({list(model_labels)[:5]}...): is this the data the model was trained on?"
+            f"({list(model_labels)[:5]}...): is this the data the model was trained on? Pass the model's own data "
+            "(--dataset), or the column holding its labels (--label-column)."
         )
     return mapping, missing
 
@@ -367,10 +375,27 @@ def load_audit_split(spec: dict[str, Any], model_labels: Sequence[str]) -> Audit
         for dataset_id in ids[mapped < 0]:
             dropped[loaded.vocabulary.labels[int(dataset_id)]] += 1
         label_sets.append(tuple(sorted(int(i) for i in mapped[mapped >= 0])))
-    if dropped:
-        logger.warning("Labels of the data unknown to the model, dropped from their examples: %s", dict(dropped))
     if not texts:
         raise ValueError(f"split={spec.get('split')!r} of {source!r} is empty.")
+    known = sum(len(label_set) for label_set in label_sets)
+    if known == 0:
+        # Every gold set would be the empty set, which any head can output: an audit (or certificate) of such
+        # data says nothing about the model, so it is refused rather than reported as all-argmaxable.
+        shown = ", ".join(repr(name) for name, _ in dropped.most_common(5)) + (", ..." if len(dropped) > 5 else "")
+        model_shown = ", ".join(map(repr, list(model_labels)[:5])) + (", ..." if len(model_labels) > 5 else "")
+        found = (
+            f"none of its {sum(dropped.values())} label occurrences ({shown}) is a label of the model (whose labels "
+            f"are {model_shown})"
+            if dropped
+            else "no example has any label"
+        )
+        raise ValueError(
+            f"split={split!r} of {source!r}: {found}, so there is nothing to audit. Is this the data the model was "
+            "trained on, and is the label column right? Pass the model's own data with --dataset, or its label "
+            "column with --label-column / --label-format."
+        )
+    if dropped:
+        logger.warning("Labels of the data unknown to the model, dropped from their examples: %s", dict(dropped))
     return AuditSplit(texts, label_sets, dict(spec), _fingerprint(texts, label_sets), dict(dropped))
 
 
@@ -794,15 +819,31 @@ def write_plot(report: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder and ``os.replace`` it: never leaves a half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    """Write through a temporary file in the same folder and ``os.replace`` it: never leaves a half file.
+
+    The file gets the mode a plain ``open(path, "w")`` would give it (the old file's, else 0o666 less the umask),
+    not the 0600 of the temporary file: a certificate is meant to be read by others. A file system error becomes
+    an :class:`OutputLocationError` (a ValueError) naming the path.
+    """
+    try:
+        mode = new_file_mode(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(
+            "wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        )
+    except OSError as error:
+        raise OutputLocationError(
+            f"cannot write {path}: {error.strerror or error}; make its folder writable or write elsewhere."
+        ) from None
     try:
         with handle:
             write(handle)
+        os.chmod(handle.name, mode)
         os.replace(handle.name, path)
-    except BaseException:
+    except BaseException as error:
         Path(handle.name).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise OutputLocationError(f"cannot write {path}: {error.strerror or error}.") from None
         raise
 
 
@@ -910,14 +951,20 @@ def add_audit_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
 
 def run_audit(args: argparse.Namespace) -> int:
     """Run ``hf-dft audit``: write the JSON report (and figure), print the summary. Returns the exit code."""
+    output = Path(args.output or AUDIT_REPORT_NAME)
     try:
+        # Before the LPs: an unwritable report path found only at the end would waste the whole audit.
+        check_writable_file(output, option="--output")
+        if args.plot:
+            check_writable_file(args.plot, option="--plot")
+        elif args.plot is not None:
+            check_writable_file(output.parent / AUDIT_FIGURE_NAME, option="--plot")
         report = audit_checkpoint(
             args.model, spec_from_args(args), assume_multi_label=args.assume_multi_label, **verifier_options(args)
         )
     except ValueError as error:
         print(f"hf-dft audit: error: {error}", file=sys.stderr)
         return 2
-    output = Path(args.output or AUDIT_REPORT_NAME)
     if args.plot is not None:
         args.plot = args.plot or str(output.parent / AUDIT_FIGURE_NAME)
         report["figure"] = {"path": str(args.plot), "series": plot_series(report)}
