@@ -889,6 +889,9 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 def verifier_options(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of :func:`audit_checkpoint` and ``certify`` set by ``add_verifier_arguments``."""
+    for name in ("batch_size", "max_length"):
+        if getattr(args, name) < 1:  # before any work, and not as "range() arg 3 must not be zero" later
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
     return {
         "predictions": not args.no_predictions,
         "epsilon": args.epsilon,

@@ -340,6 +340,7 @@ def _assert_clear_refusal(result: dict, command: str, *fragments: str) -> None:
         assert fragment in error[-1], (fragment, error[-1])
 
 
+@pytest.mark.slow
 def test_read_only_output_folder_is_refused_by_train_and_audit_before_any_work(read_only_results):
     results, paths = read_only_results["results"], read_only_results["paths"]
     _assert_clear_refusal(results["train_overwrite"], "train", f"--output-dir {paths['run']}", "cannot create files")
@@ -350,12 +351,14 @@ def test_read_only_output_folder_is_refused_by_train_and_audit_before_any_work(r
     assert read_only_results["unchanged"] == {"run": True, "checkpoint": True, "reports": True}
 
 
+@pytest.mark.slow
 def test_read_only_checkpoint_is_a_clear_certify_error(read_only_results):
     result = read_only_results["results"]["certify"]
     _assert_clear_refusal(result, "certify", str(read_only_results["paths"]["checkpoint"]))
     assert read_only_results["unchanged"]["checkpoint"]
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
     reason="lead: run_certify (certificate.py) should call output_checks.check_writable_folder(checkpoint, "
@@ -522,6 +525,30 @@ def test_missing_hub_dataset_offline_names_the_id_and_the_offline_switch(files, 
         capsys,
         "cannot load the checkpoint",
     )
+
+
+def test_audit_and_certify_refuse_a_zero_batch_size_before_any_work(files, trained_run, tmp_path, capsys, monkeypatch):
+    forbid(monkeypatch, audit, "load_checkpoint")
+    checkpoint = copy_run(trained_run, tmp_path)
+    before = snapshot(checkpoint)
+    for flag in ("--batch-size", "--max-length"):
+        argv = ["audit", str(trained_run), "--dataset", str(files["test"]), "--output", str(tmp_path / "a.json")]
+        refused([*argv, flag, "0"], capsys, f"{flag} must be >= 1, got 0")
+        refused(
+            ["certify", str(checkpoint), "--dataset", str(files["test"]), flag, "0"], capsys, f"{flag} must be >= 1"
+        )
+    assert snapshot(checkpoint) == before and not (tmp_path / "a.json").exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="lead: certificate.training_data_of should catch json.JSONDecodeError/UnicodeDecodeError and name "
+    "training_args.json and the fix (pass --dataset) in its ValueError",
+)
+def test_certify_with_damaged_training_args_names_the_file(trained_run, tmp_path, capsys):
+    checkpoint = copy_run(trained_run, tmp_path)
+    (checkpoint / "training_args.json").write_text('{"data_files": ')
+    refused(["certify", str(checkpoint), "--quiet"], capsys, "training_args.json", "--dataset")
 
 
 # ------------------------------------------------------------------------------------------------ freeze_encoder
