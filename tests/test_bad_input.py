@@ -523,7 +523,7 @@ def test_missing_hub_dataset_offline_names_the_id_and_the_offline_switch(files, 
     refused(
         ["audit", str(tmp_path / "no_checkpoint"), "--dataset", str(files["test"]), "--output", str(tmp_path / "a")],
         capsys,
-        "cannot load the checkpoint",
+        str(tmp_path / "no_checkpoint"),
     )
 
 
