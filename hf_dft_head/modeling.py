@@ -148,6 +148,19 @@ class DFTForMultiLabelClassification(DFTPreTrainedModel):
         model.config.name_or_path = getattr(encoder.config, "name_or_path", "")
         return model
 
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """``PreTrainedModel.from_pretrained``, then ``config.freeze_encoder`` applied again.
+
+        Loading replaces every parameter with a new trainable ``nn.Parameter``, which undoes the freeze done in
+        ``__init__``: without this a reloaded "frozen" model would be fine-tuned whole by ``Trainer``.
+        """
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info=True
+        if getattr(model.config, "freeze_encoder", False):
+            model.freeze_encoder()
+        return loaded
+
     def freeze_encoder(self) -> None:
         """Stop gradients into the encoder: only the head (and dropout) train."""
         for parameter in self.encoder.parameters():

@@ -14,6 +14,13 @@ Output folder (``output_dir``):
     log.jsonl                                one JSON line per logging step and per evaluation
     state/                                   the last training state for ``--resume`` (model, optimiser,
                                              scheduler, RNG, data position)
+
+Bad input fails before anything is written: arguments, the output folder (it must be writable, and an existing
+run is replaced only with ``--overwrite``), the encoder and the data are all checked before the old run is
+touched. ``--resume`` continues the run with the arguments in its ``training_args.json``: only
+:data:`RESUME_MAY_DIFFER` (output folder, logging, reporting, data-loader workers) may differ; any other
+difference is refused, with the differing arguments listed, unless ``--allow-changed-args`` is given, and the
+values it replaced are then logged to ``log.jsonl``. A resume whose data gives other labels is always refused.
 """
 
 from __future__ import annotations
@@ -38,11 +45,13 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoConfig, AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
 
 from . import data as data_lib
+from .configuration import DFT_PATH_CHOICES, POOLINGS
 from .metrics.quality import multilabel_quality_report
 from .modeling import DFTForMultiLabelClassification
+from .output_checks import check_removable_tree, check_writable_folder
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +60,18 @@ INDEX_COLUMN = "example_index"
 RUN_MARKER = "training_args.json"
 STATE_DIR = "state"
 TRAINER_STATE = "trainer_state.json"
+# Arguments that may differ between a run and its --resume: they change how a run is driven or reported, never
+# a number it computes. Any other difference (learning rate, epochs, k, data, seed, batch sizes, ...) would make
+# the resumed run a different experiment under the same name, so it needs --allow-changed-args.
+RESUME_MAY_DIFFER = (
+    "output_dir",
+    "resume",
+    "overwrite",
+    "allow_changed_args",
+    "report_to",
+    "logging_steps",
+    "num_workers",
+)
 
 
 def bundled_encoder_path() -> str:
@@ -117,6 +138,13 @@ class TrainingArguments:
     report_to: list[str] | None = None
     logging_steps: int = 20
     num_workers: int = 0
+    allow_changed_args: bool = field(
+        default=False,
+        metadata={
+            "help": "with --resume: continue although arguments differ from the run's training_args.json (the "
+            "differences are logged to log.jsonl); without it such a resume is refused"
+        },
+    )
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict of the arguments."""
@@ -126,27 +154,86 @@ class TrainingArguments:
 # ---------------------------------------------------------------------------------------------- checks
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def metric_names(args: TrainingArguments) -> list[str]:
+    """The names :func:`evaluate` reports for these ``ks`` (raises ValueError on bad ``ks`` / ``threshold``)."""
+    width = max(max(args.ks, default=1), 1)
+    scores, targets = np.zeros((1, width)), np.ones((1, width))
+    report = multilabel_quality_report(scores, targets, ks=tuple(args.ks), threshold=args.threshold)
+    return sorted([*report, "examples", "unique_examples"])
+
+
 def check_arguments(args: TrainingArguments) -> None:
     """Refuse arguments that cannot work, before anything is loaded or written."""
     if args.head not in ("dft", "bottleneck", "dense"):
         raise ValueError(f"--head must be dft, bottleneck or dense, got {args.head!r}.")
-    for name in ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_length"):
+    at_least_one = ("epochs", "batch_size", "eval_batch_size", "gradient_accumulation_steps", "max_length", "k")
+    at_least_one += ("bottleneck_dim", "logging_steps", "feature_batch_size")
+    for name in at_least_one:
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}.")
+            raise ValueError(f"{_flag(name)} must be >= 1, got {getattr(args, name)}.")
+    # None means "not set"; 0 is not a way to say that (it would silently mean "never" or "no examples").
+    for name in ("encoder_layers", "eval_steps", "save_steps", "early_stopping_patience"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"{_flag(name)} must be >= 1 (or left out), got {getattr(args, name)}.")
+    for name in ("max_train_samples", "max_eval_samples"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(
+                f"{_flag(name)} must be >= 1 (or left out to use every example), got {getattr(args, name)}."
+            )
+    for name in ("slack_dims", "num_workers"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"{_flag(name)} must be >= 0, got {getattr(args, name)}.")
+    if not (math.isfinite(args.learning_rate) and args.learning_rate > 0):
+        raise ValueError(f"--learning-rate must be a number > 0, got {args.learning_rate}.")
+    for name in ("encoder_learning_rate", "weight_decay", "max_grad_norm"):
+        if not (math.isfinite(getattr(args, name)) and getattr(args, name) >= 0):
+            raise ValueError(f"{_flag(name)} must be a number >= 0, got {getattr(args, name)}.")
+    for name in ("dropout", "warmup_ratio"):
+        if not 0 <= getattr(args, name) < 1:
+            raise ValueError(f"{_flag(name)} must be in [0, 1), got {getattr(args, name)}.")
+    if args.pooling not in POOLINGS:
+        raise ValueError(f"--pooling must be one of {', '.join(POOLINGS)}, got {args.pooling!r}.")
+    if args.dft_path not in DFT_PATH_CHOICES:
+        raise ValueError(f"--dft-path must be one of {', '.join(DFT_PATH_CHOICES)}, got {args.dft_path!r}.")
+    if args.label_format is not None and args.label_format not in data_lib.LABEL_FORMATS:
+        raise ValueError(
+            f"--label-format must be one of {', '.join(data_lib.LABEL_FORMATS)} (or left out to detect it), got "
+            f"{args.label_format!r}."
+        )
+    try:
+        names = metric_names(args)
+    except ValueError as error:
+        raise ValueError(f"--ks / --threshold: {error}") from None
+    if args.metric_for_best not in names:
+        raise ValueError(
+            f"--metric-for-best {args.metric_for_best!r} is not reported with --ks {' '.join(map(str, args.ks))}; "
+            f"choose one of {names} (an @k metric needs k in --ks)."
+        )
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite contradict each other: choose one.")
+    if args.allow_changed_args and not args.resume:
+        raise ValueError("--allow-changed-args only applies with --resume.")
     if args.mixed_precision not in ("no", "fp16", "bf16", "fp8"):
         raise ValueError(f"--mixed-precision must be no, fp16, bf16 or fp8, got {args.mixed_precision!r}.")
 
 
-def check_output_dir(args: TrainingArguments) -> None:
-    """An output folder holding another run is refused unless ``resume`` or ``overwrite`` says what to do.
+def check_output_dir(args: TrainingArguments) -> dict[str, dict[str, Any]]:
+    """Refuse an output folder that cannot be written, or that holds another run ``resume``/``overwrite`` do not
+    cover; returns the arguments a ``--resume`` changes (``{name: {"run": old, "now": new}}``, else ``{}``).
 
-    Nothing is deleted here; ``--overwrite`` empties the folder only once the data and the model have loaded.
+    Nothing is deleted or written here; ``--overwrite`` empties the folder only once the data and the model have
+    loaded. A ``--resume`` whose arguments differ from the run's ``training_args.json`` (other than
+    :data:`RESUME_MAY_DIFFER`) is refused unless ``allow_changed_args``.
     """
     out = Path(args.output_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--output-dir {out} exists and is not a folder.")
+        raise ValueError(f"--output-dir {out} exists and is not a folder: choose another --output-dir.")
+    # Before any long work: a read-only folder found at the first save would waste the data loading and training.
+    check_writable_folder(out, option="--output-dir")
     has_run = out.is_dir() and any(out.iterdir())
     if args.resume:
         if not (out / STATE_DIR / TRAINER_STATE).is_file():
@@ -154,12 +241,64 @@ def check_output_dir(args: TrainingArguments) -> None:
                 f"--resume: {out} holds no saved training state ({STATE_DIR}/{TRAINER_STATE}); "
                 "start a new run without --resume."
             )
-        return
+        _read_json_file(out / STATE_DIR / TRAINER_STATE, "--resume")
+        return _check_resume_arguments(args, out)
     if has_run and not args.overwrite:
         raise ValueError(
             f"--output-dir {out} is not empty (it holds another run or other files). Use --resume to continue "
             "that run, --overwrite to replace it, or choose another folder."
         )
+    if has_run:
+        check_removable_tree(out, option="--output-dir")
+    return {}
+
+
+def _read_json_file(path: Path, option: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"{option}: cannot read {path} ({error}); the run's files are damaged: start a new run in another "
+            "--output-dir (or --overwrite this one)."
+        ) from None
+
+
+def _check_resume_arguments(args: TrainingArguments, out: Path) -> dict[str, dict[str, Any]]:
+    """Compare ``args`` with the run's recorded arguments; refuse differences unless ``allow_changed_args``."""
+    marker = out / RUN_MARKER
+    if not marker.is_file():
+        if args.allow_changed_args:
+            return {}
+        raise ValueError(
+            f"--resume: {out} has no {RUN_MARKER}, so the arguments of the run cannot be checked. Pass "
+            "--allow-changed-args to resume anyway, or start a new run."
+        )
+    recorded = _read_json_file(marker, "--resume")
+    if not isinstance(recorded, dict):
+        raise ValueError(f"--resume: {marker} does not hold the run's arguments; start a new run.")
+    # Compare as JSON (tuples become lists, 1e-3 == 0.001); a field the run did not record counts at its default.
+    now = json.loads(json.dumps(args.to_json(), default=str))
+    defaults = {
+        f.name: f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(TrainingArguments)
+    }
+    changes = {}
+    for name, value in now.items():
+        if name in ("resume", "allow_changed_args"):  # what makes this a resume, not a change of the run
+            continue
+        before = recorded.get(name, defaults.get(name, value))
+        if before != value:
+            changes[name] = {"run": before, "now": value}
+    refused = {name: change for name, change in changes.items() if name not in RESUME_MAY_DIFFER}
+    if refused and not args.allow_changed_args:
+        listed = "; ".join(f"{_flag(name)}: run {c['run']!r}, now {c['now']!r}" for name, c in refused.items())
+        raise ValueError(
+            f"--resume: these arguments differ from the run in {out} ({RUN_MARKER}): {listed}. Resume with the "
+            "run's values, pass --allow-changed-args to continue with the new ones (the change is logged in "
+            f"log.jsonl), or start a new run in another --output-dir. Only {', '.join(map(_flag, RESUME_MAY_DIFFER))} "
+            "may differ freely."
+        )
+    return changes
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -210,6 +349,43 @@ def load_training_data(args: TrainingArguments) -> data_lib.MultiLabelData:
         splits[name] = split.add_column(INDEX_COLUMN, list(range(len(split))))
     loaded.dataset = datasets.DatasetDict(splits)
     return loaded
+
+
+def check_encoder(encoder_path: str, encoder_layers: int | None) -> None:
+    """Refuse an encoder that cannot load (before the data is read), or ``--encoder-layers`` above its depth."""
+    if encoder_path.startswith(("/", "./", "../", "~")) and not Path(encoder_path).expanduser().is_dir():
+        # A path, not a Hub id: say so rather than pass on transformers' "Repo id must be in the form ...".
+        raise ValueError(f"--encoder {encoder_path}: no such folder; pass a saved model folder or a Hub model id.")
+    try:
+        config = AutoConfig.from_pretrained(encoder_path)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"--encoder {encoder_path}: cannot load its config ({str(error).strip()}). Pass a local folder holding "
+            "config.json, the weights and the tokenizer files, or a Hub model id (which needs the Hub)."
+        ) from None
+    depth = getattr(config, "num_hidden_layers", None)
+    if encoder_layers is not None and depth is not None and encoder_layers > depth:
+        # from_pretrained would add the missing layers with random weights, silently.
+        raise ValueError(
+            f"--encoder-layers {encoder_layers} exceeds the {depth} layers of {encoder_path}; use at most {depth}."
+        )
+
+
+def check_resume_vocabulary(output_dir: Path, vocabulary: data_lib.LabelVocabulary) -> None:
+    """Refuse a ``--resume`` whose data gives other labels than the run's saved checkpoint (the data changed)."""
+    config_path = output_dir / "config.json"
+    if not config_path.is_file():  # killed before the first evaluation saved a checkpoint: the state decides
+        return
+    id2label = (_read_json_file(config_path, "--resume") or {}).get("id2label") or {}
+    saved = [str(id2label[key]) for key in sorted(id2label, key=int)]
+    if saved != list(vocabulary.labels):
+        only_run = sorted(set(saved) - set(vocabulary.labels))[:5]
+        only_now = sorted(set(vocabulary.labels) - set(saved))[:5]
+        raise ValueError(
+            f"--resume: the data now gives {len(vocabulary)} labels but the run in {output_dir} was trained on "
+            f"{len(saved)} (only in the run: {only_run}; only in the data now: {only_now}; or another order): the "
+            "data changed since the run started. Resume with the run's data, or start a new run."
+        )
 
 
 def encoder_fingerprint(model: DFTForMultiLabelClassification, max_length: int) -> str:
@@ -388,8 +564,10 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     Returns the final results dict (also written to ``output_dir/eval_results.json``).
     """
     check_arguments(args)
-    check_output_dir(args)
+    changed_args = check_output_dir(args)
     output_dir = Path(args.output_dir)
+    encoder_path = args.encoder or bundled_encoder_path()
+    check_encoder(encoder_path, args.encoder_layers)
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
@@ -408,17 +586,24 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     set_seed(args.seed)
     is_main = accelerator.is_main_process
 
-    encoder_path = args.encoder or bundled_encoder_path()
     with accelerator.main_process_first():
         loaded = load_training_data(args)
     vocabulary = loaded.vocabulary
+    if args.resume:
+        check_resume_vocabulary(output_dir, vocabulary)
     statistics = data_lib.label_set_statistics(loaded, args.k)
     if is_main:
         _report_data(loaded, statistics, args)
 
-    tokenizer = AutoTokenizer.from_pretrained(encoder_path)
     encoder_kwargs = {"num_hidden_layers": args.encoder_layers} if args.encoder_layers else {}
-    encoder = AutoModel.from_pretrained(encoder_path, **encoder_kwargs)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(encoder_path)
+        encoder = AutoModel.from_pretrained(encoder_path, **encoder_kwargs)
+    except OSError as error:  # a config without weights or tokenizer files
+        raise ValueError(
+            f"--encoder {encoder_path}: cannot load the tokenizer or the weights ({str(error).strip()}). The folder "
+            "needs config.json, the weights and the tokenizer files."
+        ) from None
     model = DFTForMultiLabelClassification.from_encoder(
         encoder,
         id2label=vocabulary.id2label,
@@ -485,6 +670,8 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         accelerator.print(f"Resuming from epoch {state.epoch}, step {state.global_step}.")
     if args.report_to:
         accelerator.init_trackers("hf_dft_head", config={k: v for k, v in args.to_json().items() if v is not None})
+    if args.resume and changed_args and is_main:
+        logger.warning("Resuming with changed arguments: %s", changed_args)
 
     debug_kill_step = int(os.environ.get("HF_DFT_DEBUG_KILL_AFTER_STEP", "0"))
     debug_digest_file = os.environ.get("HF_DFT_DEBUG_PARAM_DIGESTS")
@@ -500,6 +687,10 @@ def train(args: TrainingArguments) -> dict[str, Any]:
                 handle.write(json.dumps(record, default=_json_default) + "\n")
         if args.report_to:
             accelerator.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=state.global_step)
+
+    if args.resume:
+        # training_args.json now holds the new values; the log keeps what they replaced.
+        log({"resumed": True, "changed_args": changed_args})
 
     def evaluate_and_keep_best() -> bool:
         """Evaluate on validation, save the best checkpoint and the state; True when early stopping fires."""
