@@ -174,7 +174,7 @@ class LabelVocabulary:
         sorts by descending count, ties broken by name. Both are deterministic.
         """
         if order not in ("name", "frequency"):
-            raise ValueError(f"label_order must be 'name' or 'frequency', got {order!r}.")
+            raise ValueError(f"vocabulary_order must be 'name' or 'frequency', got {order!r}.")
         kept = [label for label, count in counts.items() if count >= min_count]
 
         def name_key(label: str) -> Any:
@@ -874,7 +874,7 @@ def load_multilabel_dataset(
     label_format: str | None = None,
     label_separator: str | None = None,
     label_names: Sequence[str] | None = None,
-    label_order: Literal["name", "frequency"] = "name",
+    vocabulary_order: Literal["name", "frequency"] = "name",
     min_label_count: int = 1,
     split_column: str | None = None,
     validation_fraction: float = 0.1,
@@ -903,7 +903,7 @@ def load_multilabel_dataset(
     ``label_column`` defaults to ``"labels"`` or ``"label"`` if such a column exists.
 
     Vocabulary: built from the train split only (labels with at least ``min_label_count`` train examples), ordered by
-    name (``label_order="name"``; numerically for plain int ids) or by descending train frequency. ``label_names``
+    name (``vocabulary_order="name"``; numerically for plain int ids) or by descending train frequency. ``label_names``
     fixes it instead, in the given order; it also names the ids of an ``"ids"`` column and the positions of a
     ``"multi_hot"`` column. Labels outside the vocabulary (e.g. seen only in validation/test) are dropped from their
     examples with a warning and counted in the summary; an example that loses all its labels is kept with an empty set.
@@ -1097,7 +1097,7 @@ def load_multilabel_dataset(
         for names in named["train"]["__label_names"][:]:
             counts.update(set(names))
         vocabulary = LabelVocabulary.from_counts(
-            counts, order=label_order, min_count=min_label_count, numeric_names=numeric_names
+            counts, order=vocabulary_order, min_count=min_label_count, numeric_names=numeric_names
         )
     if len(vocabulary) == 0:
         raise ValueError(
@@ -1419,7 +1419,7 @@ def load_disaster_response(
     *,
     related_maybe: Literal["positive", "negative", "drop"] = "positive",
     train_labels_only: bool = True,
-    label_order: Literal["name", "frequency"] = "name",
+    vocabulary_order: Literal["name", "frequency"] = "name",
     keep_columns: Sequence[str] = (),
     cache_dir: str | os.PathLike | None = None,
 ) -> MultiLabelData:
@@ -1467,7 +1467,7 @@ def load_disaster_response(
         text_column="message",
         label_columns=usable,
         label_names=None if train_labels_only else usable,
-        label_order=label_order,
+        vocabulary_order=vocabulary_order,
         split_column="split",
         keep_columns=keep_columns,
     )
@@ -1500,7 +1500,7 @@ def load_kaomoji(
     validation_fraction: float = 0.1,
     test_fraction: float = 0.1,
     seed: int = 42,
-    label_order: Literal["name", "frequency"] = "name",
+    vocabulary_order: Literal["name", "frequency"] = "name",
     keep_columns: Sequence[str] = (),
     cache_dir: str | os.PathLike | None = None,
 ) -> MultiLabelData:
@@ -1535,7 +1535,7 @@ def load_kaomoji(
         text_column="text",
         label_column="kaomoji_labels",
         label_format="names",
-        label_order=label_order,
+        vocabulary_order=vocabulary_order,
         validation_fraction=validation_fraction,
         test_fraction=test_fraction,
         seed=seed,

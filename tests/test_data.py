@@ -164,7 +164,7 @@ def test_frequency_order_and_json_gz(tmp_path):
         for text, names in ROWS["train"]:
             handle.write(json.dumps({"text": text, "labels": names}) + "\n")
     loaded = load_multilabel_dataset(
-        data_files={"train": str(path)}, label_order="frequency", validation_fraction=0.0, cache_dir=tmp_path / "c"
+        data_files={"train": str(path)}, vocabulary_order="frequency", validation_fraction=0.0, cache_dir=tmp_path / "c"
     )
     # Train counts: math 4, bio 2, chem 2, art 1; ties by name.
     assert loaded.vocabulary.labels == ("math", "bio", "chem", "art")
