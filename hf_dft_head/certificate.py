@@ -56,6 +56,7 @@ from .checkpoints import (
     sha256_file,
 )
 from .configuration import DFTConfig
+from .data import DataArguments
 from .gale import gale_matrix
 from .remote_code import (
     PROBE_TEXTS,
@@ -805,10 +806,10 @@ def _verify_remote_code(
 
 
 def training_data_of(checkpoint: str | os.PathLike, split: str) -> dict[str, Any]:
-    """The dataset spec of the data ``hf-dft train`` recorded in ``training_args.json``, for ``split``.
+    """The dataset spec of ``split`` of the data ``hf-dft train`` recorded in ``training_args.json``.
 
-    The bundled disaster-response messages when the run used the defaults; the ``SPLIT=PATH`` file of ``split``
-    when it trained from ``--data-files``; its ``--dataset`` otherwise.
+    The run's data options are :class:`~hf_dft_head.data.DataArguments` fields (the bundled disaster-response
+    messages when it named none), with its seed, so a carved validation split is carved the same way.
     """
     path = Path(checkpoint) / "training_args.json"
     if not path.is_file():
@@ -817,22 +818,10 @@ def training_data_of(checkpoint: str | os.PathLike, split: str) -> dict[str, Any
         recorded = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CertificateError(f"{path} is not valid JSON ({error}): pass --dataset.") from None
-    text_column, label_column = recorded.get("text_column", "text"), recorded.get("label_column")
-    if recorded.get("dataset"):
-        source = recorded["dataset"]
-    elif not recorded.get("data_files"):
-        source = "disaster_response"
-    else:
-        source = None
-        for entry in recorded["data_files"]:
-            name, _, file = entry.partition("=")
-            if file and name == split:
-                source = file
-        if source is None:
-            raise CertificateError(
-                f"The run's --data-files {recorded['data_files']} name no {split!r} file: pass --dataset and --split."
-            )
-    return audit.dataset_spec(source, split, text_column=text_column, label_column=label_column)
+    if not isinstance(recorded, dict):
+        raise CertificateError(f"{path} does not hold a run's arguments: pass --dataset.")
+    options = DataArguments.from_spec(recorded)
+    return {**options.spec(), "split": split, "seed": int(recorded.get("seed", 42))}
 
 
 def format_certificate(certificate: dict[str, Any]) -> str:

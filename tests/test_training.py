@@ -18,6 +18,7 @@ from transformers import AutoModel
 
 from hf_dft_head import DFTForMultiLabelClassification
 from hf_dft_head.cli import main as cli_main
+from hf_dft_head.label_order import label_order
 
 WORDS = {
     "water": "water",
@@ -123,6 +124,32 @@ def test_frozen_encoder_training_end_to_end(toy_data, minilm_path, tmp_path):
     )
     statistics = json.loads((out / "label_statistics.json").read_text())["statistics"]
     assert statistics["train"]["examples"] == 64 and "share_over_k" in statistics["test"]
+
+    # The circle order: co-occurrence by default, computed from the train sets, recorded in the config.
+    assert model.config.label_order_method == "cooccurrence"
+    positions = np.asarray(model.config.label_order)
+    assert sorted(positions.tolist()) == list(range(model.config.num_labels))
+    names = {name: i for i, name in model.config.id2label.items()}
+    train_sets = [[names[n] for n in json.loads(line)["labels"]] for line in Path(toy_data["train"]).open()]
+    assert np.array_equal(positions, label_order(train_sets, model.config.num_labels, "cooccurrence", seed=42))
+
+    # ... and the share of train sets within the guarantee in that order, counted by hand (cyclically).
+    def within(labels: list[int]) -> bool:
+        on = np.zeros(model.config.num_labels, dtype=int)
+        on[positions[labels]] = 1
+        return int(np.sum(on != np.roll(on, 1))) <= 2 * 3
+
+    assert statistics["train"]["share_within_guarantee"] == pytest.approx(np.mean([within(s) for s in train_sets]))
+
+    # `hf-dft evaluate` on the test file (full forward from text) agrees with the training loop's evaluation
+    # (cached encoder features): two independent paths to the same metrics.
+    metrics_path = tmp_path / "metrics.json"
+    evaluate = ["evaluate", str(out), "--data-files", f"test={toy_data['test']}", "--label-column", "labels"]
+    assert cli_main([*evaluate, "--split", "test", "--output", str(metrics_path), "--quiet"]) == 0
+    evaluated = json.loads(metrics_path.read_text())
+    assert evaluated["dataset"]["examples"] == 30
+    for name in ("p@1", "p@3", "f1@5", "ndcg@5", "micro_f1", "macro_f1", "exact_match"):
+        assert evaluated["metrics"][name] == pytest.approx(results["test"][name], abs=1e-9), name
 
 
 @pytest.mark.parametrize("head", ["bottleneck", "dense"])
