@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import AutoConfig, AutoModel, AutoTokenizer, get_linear_schedule_with_warmup
@@ -118,6 +119,12 @@ class TrainingArguments(data_lib.DataArguments):
         "DFT head: where labels sit on the circle: cooccurrence (labels that occur together in train sit together, "
         "so real label sets are few arcs: measured best), frequency, or name (vocabulary order)",
     )
+    pos_weight: str = _option(
+        "none",
+        "BCE weight of each label's positives: none, auto (negatives / positives in train, clipped to "
+        "[1, --pos-weight-max]: rare labels count more), or a JSON file ({label: weight} or a list of n weights)",
+    )
+    pos_weight_max: float = _option(50.0, "upper clip of --pos-weight auto")
     bottleneck_dim: int = _option(32, "bottleneck head: the width r of its middle layer")
     pooling: Literal["mean", "cls"] = _option(
         "mean", "encoder features: mean (over non-padding tokens) or cls (first token)"
@@ -215,6 +222,10 @@ def check_arguments(args: TrainingArguments) -> None:
     if args.dft_path not in DFT_PATH_CHOICES:
         raise ValueError(f"--dft-path must be one of {', '.join(DFT_PATH_CHOICES)}, got {args.dft_path!r}.")
     args.check()
+    if args.pos_weight not in ("none", "auto") and not Path(args.pos_weight).is_file():
+        raise ValueError(f"--pos-weight must be none, auto or a JSON file, got {args.pos_weight!r} (no such file).")
+    if not (math.isfinite(args.pos_weight_max) and args.pos_weight_max >= 1):
+        raise ValueError(f"--pos-weight-max must be a number >= 1, got {args.pos_weight_max}.")
     if args.label_order not in LABEL_ORDER_METHODS:
         raise ValueError(f"--label-order must be one of {', '.join(LABEL_ORDER_METHODS)}, got {args.label_order!r}.")
     try:
@@ -539,6 +550,40 @@ def _param_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def positive_weights(loaded: data_lib.MultiLabelData, args: TrainingArguments) -> torch.Tensor | None:
+    """The BCE ``pos_weight`` ``(n,)`` of ``--pos-weight`` (``None`` for ``none``).
+
+    ``auto``: ``(N - f_i) / f_i`` for a label with ``f_i`` of the ``N`` train examples, clipped to
+    ``[1, pos_weight_max]`` (a label never seen in train gets the clip). A file: JSON, ``{label name: weight}``
+    (labels not listed weigh 1) or a list of ``n`` weights in label-id order.
+    """
+    n = loaded.num_labels
+    if args.pos_weight == "none":
+        return None
+    if args.pos_weight == "auto":
+        train = loaded.dataset["train"][data_lib.LABELS_COLUMN]
+        counts = np.bincount(np.fromiter((i for labels in train for i in labels), dtype=np.int64), minlength=n)
+        ratio = (len(train) - counts) / np.maximum(counts, 1)
+        weights = np.where(counts > 0, ratio, args.pos_weight_max)
+        return torch.tensor(np.clip(weights, 1.0, args.pos_weight_max), dtype=torch.float32)
+    path = Path(args.pos_weight)
+    recorded = _read_json_file(path, "--pos-weight") if path.is_file() else None
+    if recorded is None:
+        raise ValueError(f"--pos-weight {args.pos_weight}: not none, auto, or a JSON file that exists.")
+    if isinstance(recorded, dict):
+        unknown = sorted(set(recorded) - set(loaded.vocabulary.labels))
+        if unknown:
+            raise ValueError(f"--pos-weight {path}: labels not in the data: {unknown[:5]}; fix the file's names.")
+        weights = [float(recorded.get(name, 1.0)) for name in loaded.vocabulary.labels]
+    elif isinstance(recorded, list) and len(recorded) == n:
+        weights = [float(value) for value in recorded]
+    else:
+        raise ValueError(f"--pos-weight {path}: expected {{label: weight}} or a list of {n} weights.")
+    if not all(math.isfinite(w) and w > 0 for w in weights):
+        raise ValueError(f"--pos-weight {path}: every weight must be a finite number > 0.")
+    return torch.tensor(weights, dtype=torch.float32)
+
+
 def circle_order(loaded: data_lib.MultiLabelData, args: TrainingArguments) -> np.ndarray | None:
     """The DFT head's circle positions ``(n,)`` from the train split's label sets (``None``: label-id order).
 
@@ -656,6 +701,9 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     # numpy rows keep cached float32 features float32 (python lists would become float64)
     loaders = _build_dataloaders(splits, collator, args, columns, "numpy" if args.freeze_encoder else None)
 
+    pos_weight = positive_weights(loaded, args)
+    if pos_weight is not None:
+        pos_weight = pos_weight.to(accelerator.device)
     head_params = [p for p in model.head.parameters() if p.requires_grad]
     encoder_params = [p for p in model.encoder.parameters() if p.requires_grad]
     groups = [{"params": head_params, "lr": args.learning_rate}]
@@ -732,7 +780,11 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         for batch in batches:
             batch.pop(INDEX_COLUMN, None)
             with accelerator.accumulate(model):
-                loss = model(**batch).loss
+                labels = batch.pop("labels")
+                logits = model(**batch).logits
+                loss = nn.functional.binary_cross_entropy_with_logits(
+                    logits, labels.to(logits.dtype), pos_weight=pos_weight
+                )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)

@@ -306,3 +306,34 @@ def test_overwrite_with_bad_input_keeps_the_old_run(toy_data, minilm_path, tmp_p
     assert cli_main(bad) == 2 and "exceeds num_labels" in capsys.readouterr().err
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # nothing removed or rewritten
     assert AutoModel.from_pretrained(out).config.k == 3
+
+
+def test_pos_weight_auto_and_from_a_file(toy_data, minilm_path, tmp_path, capsys):
+    """--pos-weight auto: (negatives / positives) per label in train, clipped; a JSON file by label name."""
+    from hf_dft_head.data import DataArguments, load_data
+    from hf_dft_head.training import TrainingArguments, positive_weights
+
+    loaded = load_data(DataArguments(data_files=[f"train={toy_data['train']}"], label_column="labels"))
+    args = TrainingArguments(output_dir=str(tmp_path / "unused"), pos_weight="auto", pos_weight_max=3.0)
+    weights = positive_weights(loaded, args)
+    train_rows = len(loaded.dataset["train"])
+    for i, name in enumerate(loaded.vocabulary.labels):
+        # the carved validation split is not train: count positives among the train split's rows only
+        positives = sum(name in loaded.vocabulary.decode(ids) for ids in loaded.dataset["train"]["labels"])
+        assert weights[i].item() == pytest.approx(min(max((train_rows - positives) / positives, 1.0), 3.0))
+
+    weight_file = tmp_path / "weights.json"
+    weight_file.write_text(json.dumps({"water": 4.0, "fire": 0.5}))
+    file_args = TrainingArguments(output_dir=str(tmp_path / "unused"), pos_weight=str(weight_file))
+    by_name = dict(zip(loaded.vocabulary.labels, positive_weights(loaded, file_args).tolist()))
+    assert by_name["water"] == 4.0 and by_name["fire"] == 0.5 and by_name["food"] == 1.0
+
+    out = tmp_path / "weighted"
+    assert (
+        cli_main([*train_args(toy_data, out, minilm_path, "--freeze-encoder", "--epochs", "1"), "--pos-weight", "auto"])
+        == 0
+    )
+    assert json.loads((out / "training_args.json").read_text())["pos_weight"] == "auto"
+    weight_file.write_text(json.dumps({"no_such_label": 2.0}))
+    code = cli_main([*train_args(toy_data, tmp_path / "bad", minilm_path), "--pos-weight", str(weight_file)])
+    assert code == 2 and "labels not in the data: ['no_such_label']" in capsys.readouterr().err
