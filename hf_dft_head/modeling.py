@@ -1,4 +1,4 @@
-"""A multi-label classifier over any `AutoModel` encoder with a DFT (or baseline) output head.
+"""A multi-label classifier over any `AutoModel` encoder with a DFT (or baseline) output head, and label-set prediction.
 
 This file, ``configuration.py``, ``layers.py`` and ``gale.py`` are copied into every saved
 checkpoint (remote code), so they import each other only as ``from .module import name``.
