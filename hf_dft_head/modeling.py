@@ -7,6 +7,7 @@ checkpoint (remote code), so they import each other only as ``from .module impor
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -311,7 +312,7 @@ def decision_thresholds(config, threshold: float | None = None) -> tuple[np.ndar
     """
     n = int(config.num_labels)
     if threshold is not None:
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold is a probability in [0, 1], got {threshold!r}.")
         if threshold in (0, 1):
             logit = -math.inf if threshold == 0 else math.inf
@@ -346,7 +347,7 @@ def decide_label_sets(
     sign changes in circle order" then decides. Per-label thresholds that differ act as a bias outside that
     column, so the flag is ``None`` (not decided by the rule), as for heads without a guarantee.
     """
-    logits = np.asarray(logits, dtype=np.float64)
+    logits = np.asarray(logits)  # kept in its dtype: (B, n) can be large; only the chosen scores go to float64
     n = int(config.num_labels)
     if logits.ndim != 2 or logits.shape[1] != n:
         raise ValueError(f"logits must have shape (batch, num_labels={n}), got {logits.shape}.")
@@ -365,12 +366,11 @@ def decide_label_sets(
     if getattr(config, "head_kind", None) == "dft" and uniform:
         changes = circle_sign_changes(chosen, getattr(config, "label_order", None))
         flags = [bool(count <= 2 * config.k) for count in changes]
-    # sigmoid(z) = exp(-log(1 + exp(-z))): no overflow for large |z|
-    scores = np.exp(-np.logaddexp(0.0, -logits))
     return [
         LabelSetPrediction(
             labels=[str(id2label.get(int(i), i)) for i in ids],
-            scores=[float(scores[row, i]) for i in ids],
+            # sigmoid(z) = exp(-log(1 + exp(-z))): no overflow for large |z|
+            scores=np.exp(-np.logaddexp(0.0, -logits[row, ids].astype(np.float64))).tolist(),
             within_guarantee=flags[row],
         )
         for row, ids in enumerate(results_ids)
@@ -451,6 +451,11 @@ def predict_label_sets(
     decision_thresholds(model.config, threshold)  # bad thresholds fail before any forward pass
     if tokenizer is None:
         tokenizer = _default_tokenizer(model)
+    if batch_size > 1 and getattr(tokenizer, "pad_token", None) is None:
+        raise ValueError(
+            "The tokenizer has no padding token, so texts cannot be batched: set tokenizer.pad_token (e.g. to "
+            "tokenizer.eos_token, with model.config.pad_token_id to match) or pass batch_size=1."
+        )
     length = truncation_length(tokenizer, max_length)
     starts = range(0, len(texts), batch_size)
     show = progress if progress is not None else len(starts) >= PROGRESS_MIN_BATCHES
@@ -460,9 +465,10 @@ def predict_label_sets(
     try:
         with torch.no_grad():
             for start in tqdm(starts, desc="predict", unit="batch", disable=not show):
+                chunk = texts[start : start + batch_size]
                 batch = tokenizer(
-                    texts[start : start + batch_size],
-                    padding=True,
+                    chunk,
+                    padding=len(chunk) > 1,  # a lone text needs no padding (nor a padding token)
                     truncation=True,
                     max_length=length,
                     return_tensors="pt",

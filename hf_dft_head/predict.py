@@ -16,7 +16,6 @@ import csv
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,8 +162,10 @@ def resolve_device(device: str | None) -> torch.device:
         resolved = torch.device(device)
     except RuntimeError:
         raise ValueError(f"--device {device!r} is not a torch device; use cpu, cuda or cuda:N.") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine; use --device cpu.")
+    try:
+        torch.empty(0, device=resolved)  # the device exists here, not only as a name
+    except (RuntimeError, AssertionError) as error:
+        raise ValueError(f"--device {device} is not available on this machine ({error}); use --device cpu.") from None
     return resolved
 
 
@@ -195,16 +196,15 @@ def write_json_lines(records: Sequence[dict], output: str | os.PathLike) -> None
     """Write ``records`` as JSON lines, replacing ``output`` only when all of them are written (no partial file)."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=output.parent, prefix=f".{output.name}.", suffix=".tmp", delete=False
-    )
+    # A plain open() (not tempfile's 0600 file): the result gets the usual permissions.
+    partial = output.with_name(f".{output.name}.{os.getpid()}.partial")
     try:
-        with handle:
+        with open(partial, "w", encoding="utf-8") as handle:
             for record in records:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(handle.name, output)
+        os.replace(partial, output)
     except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -315,6 +317,19 @@ def test_bad_texts_are_named(bad, message):
         tiny_model().predict(bad, tokenizer=tokenizer())
 
 
+def test_numpy_options_and_a_tokenizer_without_padding():
+    model, items = tiny_model(), texts(6)
+    assert model.predict(items, tokenizer=tokenizer(), threshold=np.float32(0.8), top_k=np.int64(2)) == model.predict(
+        items, tokenizer=tokenizer(), threshold=0.8, top_k=2
+    )
+    unpadded = tokenizer()
+    unpadded.pad_token = None
+    with pytest.raises(ValueError, match="no padding token, so texts cannot be batched.*batch_size=1"):
+        model.predict(items, tokenizer=unpadded)
+    one_by_one = model.predict(items, tokenizer=unpadded, batch_size=1)
+    assert [p.labels for p in one_by_one] == [p.labels for p in model.predict(items, tokenizer=tokenizer())]
+
+
 def test_model_without_a_known_origin_asks_for_a_tokenizer():
     model = tiny_model()
     model.name_or_path = model.config.name_or_path = ""
@@ -447,6 +462,9 @@ def test_run_predict_file_to_file(checkpoint, tmp_path, suffix):
     written = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
     assert_records(written, records_by_hand(items))
     assert sorted(p.name for p in output.parent.iterdir()) == ["preds.jsonl"]  # no temporary file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(output.stat().st_mode) == 0o666 & ~umask  # an ordinary file, not a private temporary one
 
 
 def test_run_predict_stock_checkpoint_writes_null_flags(tmp_path):
@@ -503,6 +521,7 @@ def _write(path: Path, text: str | bytes) -> str:
         (None, ["x"], {"batch_size": 0}, r"--batch-size must be >= 1"),
         (None, ["x"], {"max_length": 1}, r"--max-length must be >= 2"),
         (None, ["x"], {"device": "gpu7"}, r"--device 'gpu7' is not a torch device"),
+        (None, ["x"], {"device": "cuda:99"}, r"--device cuda:99 is not available on this machine"),
     ],
 )
 def test_run_predict_bad_input_is_named_and_writes_nothing(checkpoint, tmp_path, make, texts_given, options, message):
