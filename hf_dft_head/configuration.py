@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
@@ -45,6 +46,11 @@ class DFTConfig(PretrainedConfig):
             each other makes real label sets few arcs (see `hf_dft_head.label_order`). `None`: label-id order.
         label_order_method (`str`, *optional*):
             How `label_order` was computed (`"name"`, `"frequency"`, `"cooccurrence"`), for the record.
+        logit_thresholds (`list[float]`, *optional*):
+            Per-label decision thresholds on the logits: label `i` is predicted iff `z_i > logit_thresholds[i]`
+            (`predict`, the `multi-label-classification` pipeline). `None`: 0 for every label (probability 0.5).
+            Non-uniform thresholds act as an extra bias `-t`, so the sign-change rule alone no longer decides which
+            sets the head can output.
     """
 
     model_type = "dft_multilabel"
@@ -62,6 +68,7 @@ class DFTConfig(PretrainedConfig):
     initializer_range: float = 0.02
     label_order: list[int] | None = None
     label_order_method: str | None = None
+    logit_thresholds: list[float] | None = None
     problem_type: str | None = "multi_label_classification"
 
     def __post_init__(self, **kwargs):
@@ -121,8 +128,29 @@ class DFTConfig(PretrainedConfig):
                 )
         elif self.label_order is not None:
             raise ValueError(f"label_order places labels on the DFT circle; head_kind={self.head_kind!r} has none.")
+        if self.logit_thresholds is not None:
+            check_logit_thresholds(self.logit_thresholds, n)
         if self.head_kind == "bottleneck" and self.bottleneck_dim < 1:
             raise ValueError(f"bottleneck_dim must be >= 1, got {self.bottleneck_dim}.")
 
 
-__all__ = ["DFTConfig"]
+def check_logit_thresholds(logit_thresholds, num_labels: int) -> np.ndarray:
+    """Validate per-label logit thresholds and return them as float64 of shape ``(n,)``.
+
+    Raises:
+        ValueError: not one number per label, or a NaN (``+inf`` never predicts a label, ``-inf`` always does).
+    """
+    try:
+        thresholds = np.asarray(logit_thresholds, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"logit_thresholds must be a list of numbers, got {logit_thresholds!r}.") from None
+    if thresholds.shape != (num_labels,):
+        raise ValueError(
+            f"logit_thresholds must hold one number per label, shape ({num_labels},), got shape {thresholds.shape}."
+        )
+    if np.isnan(thresholds).any():
+        raise ValueError(f"logit_thresholds has NaN at labels {np.flatnonzero(np.isnan(thresholds))[:5].tolist()}.")
+    return thresholds
+
+
+__all__ = ["DFTConfig", "check_logit_thresholds"]

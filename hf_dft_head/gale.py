@@ -82,3 +82,28 @@ def gale_matrix(num_labels: int, k: int) -> np.ndarray:
     g[:, 1::2] = np.sqrt(2.0 / n) * np.cos(angles)
     g[:, 2::2] = np.sqrt(2.0 / n) * np.sin(angles)
     return g
+
+
+def circle_sign_changes(indicators: np.ndarray, label_order=None) -> np.ndarray:
+    """Sign changes of each 0/1 label indicator read in circle order (positions ``0..n-1``, not cyclic).
+
+    Label ``i`` sits at circle position ``label_order[i]`` (identity when ``None``), as in the DFT layer. A set is
+    within the DFT head's guarantee when this count is at most ``2k`` (the dense counterpart of
+    ``hf_dft_head.argmax.rule.count_sign_changes``, which works on sparse label sets).
+
+    Args:
+        indicators: ``(B, n)`` booleans (or 0/1), row ``b`` the label set of example ``b`` in label-id order.
+        label_order: ``(n,)`` permutation of ``0..n-1``, or ``None``.
+
+    Returns:
+        int64 array of shape ``(B,)``.
+    """
+    indicators = np.asarray(indicators, dtype=bool)
+    if indicators.ndim != 2:
+        raise ValueError(f"indicators must have shape (batch, num_labels), got {indicators.shape}.")
+    on_circle = indicators
+    if label_order is not None:
+        order = check_label_order(label_order, indicators.shape[1])
+        on_circle = np.empty_like(indicators)
+        on_circle[:, order] = indicators  # position label_order[i] holds label i
+    return np.count_nonzero(on_circle[:, 1:] != on_circle[:, :-1], axis=1).astype(np.int64)
