@@ -15,8 +15,9 @@ from .convert import convert_sequence_classifier
 from .gale import gale_matrix
 from .layers import BottleneckHead, DenseHead, DFTHead, DFTLayer, dft_synthesis, prior_logit
 from .metrics import ARGMAXABILITY_METRIC, QUALITY_METRIC
-from .modeling import DFTForMultiLabelClassification, DFTPreTrainedModel, LabelSetPrediction, predict_label_sets
+from .modeling import DFTForMultiLabelClassification, DFTPreTrainedModel
 from .pipeline import MultiLabelClassificationPipeline, register_pipeline
+from .prediction import LabelSetPrediction, predict_label_sets
 from .version import __version__
 
 AutoConfig.register(DFTConfig.model_type, DFTConfig)

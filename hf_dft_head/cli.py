@@ -19,7 +19,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from . import audit, certificate, hub
+from . import audit, certificate, hub, predict
 from .checkpoints import CheckpointError, download_checkpoint, looks_like_repo_id
 from .data import DataArguments
 from .evaluation import evaluate_checkpoint
@@ -157,6 +157,12 @@ def run_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_predict(args: argparse.Namespace) -> int:
+    options = _dataclass_from(args, predict.PredictArguments)
+    predict.run_predict(args.checkpoint, args.texts, options, progress=not args.quiet)
+    return EXIT_OK
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     options = _dataclass_from(args, EvaluateArguments)
     if options.output is not None:
@@ -251,8 +257,8 @@ def run_push(args: argparse.Namespace) -> int:
 # The parser
 # ----------------------------------------------------------------------------------------------------------------
 
-# name -> (help, description, option dataclasses, positional arguments (name, help), handler)
-SUBCOMMANDS: dict[str, tuple[str, str, list, list[tuple[str, str]], Callable[[argparse.Namespace], int]]] = {
+# name -> (help, description, option dataclasses, positional arguments (name, help[, nargs]), handler)
+SUBCOMMANDS: dict[str, tuple[str, str, list, list[tuple], Callable[[argparse.Namespace], int]]] = {
     "train": (
         "Train a multi-label classifier (DFT, bottleneck or dense head) with Accelerate.",
         "Train on a Hub data set or local files; with no --dataset, on the bundled disaster-response messages with "
@@ -268,6 +274,17 @@ SUBCOMMANDS: dict[str, tuple[str, str, list, list[tuple[str, str]], Callable[[ar
         [DataArguments, SplitArguments, audit.VerifierOptions, AuditOutputArguments, ProgressArguments],
         [("model", "checkpoint folder or Hub id of a multi-label sigmoid classifier")],
         run_audit,
+    ),
+    "predict": (
+        "Predict label sets of texts (arguments or a .jsonl/.csv/.txt file) as JSON lines.",
+        "Predict each text's label set (names, scores, and whether it is within the head's guarantee) with a "
+        "checkpoint folder or Hub repo; JSON lines to stdout or --output.",
+        [predict.PredictArguments, ProgressArguments],
+        [
+            ("checkpoint", "checkpoint folder or Hub repo id (namespace/name)"),
+            ("texts", "texts to classify (or give --input FILE)", "*"),
+        ],
+        run_predict,
     ),
     "evaluate": (
         "Quality metrics of a checkpoint on any split (same data options as train).",
@@ -332,8 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
             dataclass_types=option_classes,
             formatter_class=_HelpFormatter,
         )
-        for positional, positional_help in positionals:
-            sub.add_argument(positional, help=positional_help)
+        for positional, positional_help, *count in positionals:
+            sub.add_argument(positional, help=positional_help, nargs=count[0] if count else None)
     return parser
 
 

@@ -10,7 +10,7 @@ Importing ``hf_dft_head`` registers it with transformers' pipeline registry, so
 
 works for checkpoints of the three head kinds and for any stock multi-label ``AutoModelForSequenceClassification``
 (``within_guarantee`` is ``None`` for heads without a guarantee). The decision is that of
-:func:`hf_dft_head.modeling.decide_label_sets`: label ``i`` is predicted iff its logit exceeds its threshold
+:func:`hf_dft_head.prediction.decide_label_sets`: label ``i`` is predicted iff its logit exceeds its threshold
 (``threshold`` probability, else ``config.logit_thresholds``, else 0.5), capped at ``top_k``.
 """
 
@@ -22,7 +22,7 @@ from transformers import AutoModelForSequenceClassification, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .checkpoints import check_multi_label_config
-from .modeling import check_top_k, decide_label_sets, decision_thresholds, truncation_length
+from .prediction import check_top_k, decide_label_sets, decision_thresholds, truncation_length
 
 TASK = "multi-label-classification"
 

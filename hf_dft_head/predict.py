@@ -1,6 +1,6 @@
 """``hf-dft predict``: label sets of texts given on the command line or in a file, written as JSON lines.
 
-The prediction itself is :func:`hf_dft_head.modeling.predict_label_sets` (also ``model.predict``); this module adds
+The prediction itself is :func:`hf_dft_head.prediction.predict_label_sets` (also ``model.predict``); this module adds
 what the command needs around it: loading a checkpoint folder or Hub repo, reading texts from ``.jsonl``, ``.csv`` or
 ``.txt`` files, and writing one JSON object per text::
 
@@ -24,7 +24,7 @@ from typing import TextIO
 import torch
 
 from .checkpoints import CheckpointError, load_checkpoint, looks_like_repo_id
-from .modeling import LabelSetPrediction, check_top_k, decision_thresholds, predict_label_sets
+from .prediction import LabelSetPrediction, check_top_k, decision_thresholds, predict_label_sets
 
 INPUT_FORMATS = (".jsonl", ".csv", ".txt")
 

@@ -104,10 +104,12 @@ def check_code_files(folder: str | os.PathLike, files: list[str]) -> tuple[dict[
 
 
 def check_auto_maps(folder: str | os.PathLike) -> tuple[dict[str, Any], list[str]]:
-    """``config.json``'s ``auto_map`` must be the package's own; tokenizer files must ship no ``auto_map``.
+    """``config.json``'s ``auto_map`` must be the package's own, with no ``custom_pipelines``; tokenizer files must
+    ship no ``auto_map``.
 
     An ``auto_map`` entry can name a class in *another* repo (``"user/repo--module.Class"``), or a module that was
-    not checked; a tokenizer ``auto_map`` makes ``AutoTokenizer`` run code too.
+    not checked; a tokenizer ``auto_map`` makes ``AutoTokenizer`` run code too, and ``custom_pipelines`` the
+    pipeline factory.
     """
     folder = Path(folder)
     problems = []
@@ -118,6 +120,11 @@ def check_auto_maps(folder: str | os.PathLike) -> tuple[dict[str, Any], list[str
         problems.append(
             f"config.json: auto_map is {json.dumps(auto_map, sort_keys=True)}, expected exactly "
             f"{json.dumps(expected, sort_keys=True)} (an auto_map entry decides which code from_pretrained runs)"
+        )
+    if config.get("custom_pipelines"):
+        problems.append(
+            "config.json: has custom_pipelines (they make pipeline(..., trust_remote_code=True) run code that is not "
+            "checked)"
         )
     tokenizer_code = []
     for name in ("tokenizer_config.json", "processor_config.json", "preprocessor_config.json"):
@@ -222,6 +229,7 @@ def _run_probe(folder: Path, model, tokenizer, max_length: int) -> dict[str, Any
                 [sys.executable, str(script), str(scratch / "request.json")],
                 cwd=scratch,
                 env=environment,
+                stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
                 timeout=PROBE_TIMEOUT,

@@ -33,7 +33,8 @@ def main(request_path: str) -> None:
     model_class = type(model)
     dtype = next(model.parameters()).dtype
     features = torch.from_numpy(np.load(request["features"]))
-    tokenizer = AutoTokenizer.from_pretrained(request["checkpoint"])
+    # A standard tokenizer needs no code; False also keeps AutoTokenizer from asking on a terminal.
+    tokenizer = AutoTokenizer.from_pretrained(request["checkpoint"], trust_remote_code=False)
     batch = tokenizer(
         request["texts"], padding=True, truncation=True, max_length=request["max_length"], return_tensors="pt"
     )

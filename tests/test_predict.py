@@ -558,3 +558,23 @@ def test_read_texts_keeps_order_and_content(tmp_path):
     source = tmp_path / "t.txt"
     source.write_bytes("\ufefffirst line\r\n\r\nsecond, with comma\n  third  \n".encode())
     assert read_texts(source) == ["first line", "second, with comma", "  third  "]
+
+
+def test_hf_dft_predict_command_line(checkpoint, tmp_path, capsys):
+    """The console entry: texts as arguments to stdout; --input/--output; bad input is exit 2 and one line."""
+    from hf_dft_head.cli import main as cli_main
+
+    items = texts(3)
+    assert cli_main(["predict", str(checkpoint), *items, "--top-k", "2", "--quiet"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert_records(lines, records_by_hand(items, top_k=2))
+
+    source, output = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("\n".join(items) + "\n")
+    assert cli_main(["predict", str(checkpoint), "--input", str(source), "--output", str(output), "--quiet"]) == 0
+    assert_records([json.loads(line) for line in output.read_text().splitlines()], records_by_hand(items))
+    capsys.readouterr()
+
+    assert cli_main(["predict", str(checkpoint), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hf-dft predict: error: No texts") and "Traceback" not in err

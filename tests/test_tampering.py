@@ -162,6 +162,14 @@ def auto_map_elsewhere_rehashed(folder: Path) -> None:
     rehash(folder, "config.json")
 
 
+def custom_pipeline_rehashed(folder: Path) -> None:
+    def edit(config: dict) -> None:
+        config["custom_pipelines"] = {"multi-label-classification": {"impl": "mallory/p--pipe.P", "pt": []}}
+
+    _edit_json(folder, "config.json", edit)
+    rehash(folder, "config.json")
+
+
 def tokenizer_code_rehashed(folder: Path) -> None:
     _edit_json(
         folder, "tokenizer_config.json", lambda c: c.update(auto_map={"AutoTokenizer": ["mallory/t--tok.T", None]})
@@ -262,6 +270,7 @@ ATTACKS = [
     (code_changed_rehashed, "code file layers.py: differs from the layers.py of the verifying package"),
     (extra_code_file_rehashed, "code file evil.py: not a module"),
     (auto_map_elsewhere_rehashed, "config.json: auto_map is"),
+    (custom_pipeline_rehashed, "config.json: has custom_pipelines"),
     (tokenizer_code_rehashed, "tokenizer_config.json: has an auto_map"),
     (tokenizer_vocabulary_shifted_rehashed, "tokenizer: the token ids of the probe texts differ"),
     (figure_replaced, "file argmaxability.png: sha256 differs"),
