@@ -27,7 +27,7 @@ import math
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,8 +44,9 @@ from . import data
 # DEFAULT_BOX: the box used when nothing bounds the head's input features (the LP is homogeneous without one).
 from .argmax import DEFAULT_BOX, DEFAULT_EPSILON, verify_label_sets
 from .checkpoints import check_multi_label_config, load_checkpoint
-from .metrics.quality import multi_hot_from_label_ids, multilabel_quality_report
+from .metrics.quality import exact_match, macro_f1, micro_f1, multi_hot_from_label_ids, multilabel_quality_report
 from .output_checks import OutputLocationError, new_file_mode
+from .prediction import decision_thresholds
 from .version import __version__
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,9 @@ class SigmoidHead:
     ``dft_k`` is the DFT head's k (with ``slack_dims`` slack columns), ``None`` for other heads; ``label_order``
     its circle positions (``(n,)``, ``None`` for label-id order).
     ``projection`` is ``(P, c)`` mapping encoder features into this space, or ``None``.
+    ``logit_thresholds`` ``(n,)``: the config's per-label decision thresholds (label ``i`` is predicted when
+    ``weight[i] @ x + bias[i] > logit_thresholds[i]``), ``None`` when it sets none; ``weight`` and ``bias`` stay the
+    raw head's, :meth:`decision_head` is the head the model predicts with.
     """
 
     weight: np.ndarray
@@ -125,6 +129,38 @@ class SigmoidHead:
     projection: tuple[np.ndarray, np.ndarray] | None = None
     model_dtype: str = "float32"
     label_names: list[str] = field(default_factory=list)
+    logit_thresholds: np.ndarray | None = None
+
+    @property
+    def thresholds_kind(self) -> str:
+        """``"none"`` (no thresholds, or all 0), ``"uniform"`` (one finite value for every label) or ``"per_label"``."""
+        t = self.logit_thresholds
+        if t is None or not np.any(t):
+            return "none"
+        return "uniform" if np.all(t == t[0]) and np.isfinite(t[0]) else "per_label"
+
+    @property
+    def rule_applies(self) -> bool:
+        """Whether the DFT sign-change rule decides the thresholded head: a DFT head without per-label thresholds.
+
+        A uniform threshold ``t`` is a bias ``-t`` on every label, absorbed by ``G``'s constant column (``x_0`` moves
+        by ``t sqrt(n)``): the head outputs the same sets. Per-label thresholds are a bias outside that column.
+        """
+        return self.dft_k is not None and self.thresholds_kind != "per_label"
+
+    def decision_head(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(W, b - t)`` ``(n, m)``, ``(n,)``: label ``i`` is predicted iff ``W[i] @ x + (b - t)[i] > 0``.
+
+        An infinite threshold makes its label constant: ``+inf`` never predicts it (a zero row with bias -1),
+        ``-inf`` always does (a zero row with bias +1), which is exactly what ``z_i > t_i`` does for finite ``z``.
+        """
+        if self.logit_thresholds is None:
+            return self.weight, self.bias
+        t = self.logit_thresholds
+        finite = np.isfinite(t)
+        weight = np.where(finite[:, None], self.weight, 0.0)
+        bias = np.where(finite, self.bias - np.where(finite, t, 0.0), np.where(t > 0, -1.0, 1.0))
+        return weight, bias
 
     @property
     def num_labels(self) -> int:
@@ -148,7 +184,15 @@ class SigmoidHead:
             "slack_dims": self.slack_dims,
             "label_order": describe_label_order(self.label_order),
             "model_dtype": self.model_dtype,
+            "logit_thresholds": describe_thresholds(self.logit_thresholds),
         }
+
+
+def describe_thresholds(thresholds: np.ndarray | None) -> str | None:
+    """``None`` without thresholds, else ``"sha256:<digest of the float64 values>"`` (the config holds them)."""
+    if thresholds is None:
+        return None
+    return "sha256:" + hashlib.sha256(np.asarray(thresholds, dtype="<f8").tobytes()).hexdigest()
 
 
 def describe_label_order(label_order: np.ndarray | None) -> str | None:
@@ -191,6 +235,8 @@ def find_sigmoid_head(model, *, assume_multi_label: bool = False) -> SigmoidHead
     config = model.config
     check_multi_label_config(config, assume_multi_label=assume_multi_label)
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+    # The thresholds predict, model.predict and the pipeline apply (None when the config sets none).
+    thresholds = decision_thresholds(config)[0] if getattr(config, "logit_thresholds", None) is not None else None
     if hasattr(model, "effective_head") and getattr(config, "head_kind", None) is not None:
         weight, bias = model.effective_head()
         kind = config.head_kind
@@ -215,6 +261,7 @@ def find_sigmoid_head(model, *, assume_multi_label: bool = False) -> SigmoidHead
             projection=projection,
             model_dtype=dtype,
             label_names=model_label_names(config, weight.shape[0]),
+            logit_thresholds=thresholds,
         )
 
     num_labels = int(config.num_labels)
@@ -243,6 +290,7 @@ def find_sigmoid_head(model, *, assume_multi_label: bool = False) -> SigmoidHead
         box=1.0 if bounded else None,
         model_dtype=dtype,
         label_names=model_label_names(config, num_labels),
+        logit_thresholds=thresholds,
     )
 
 
@@ -377,11 +425,35 @@ def load_audit_split(spec: dict[str, Any], model_labels: Sequence[str]) -> Audit
 
 @dataclass
 class Predictions:
-    """What the model outputs on a split: ``label_sets`` (N sorted label-id tuples, logit > 0) and the ``quality``
-    metrics of its logits against the gold sets (``None`` when they were not computed)."""
+    """What the model outputs on a split: ``label_sets`` (N sorted label-id tuples: logit above the label's decision
+    threshold) and the ``quality`` metrics of its logits against the gold sets (``None`` when not computed)."""
 
     label_sets: list[tuple[int, ...]]
     quality: dict[str, float] | None
+
+
+def logit_batches(
+    model, tokenizer, texts: Sequence[str], *, batch_size: int = 32, max_length: int = 128, progress: bool = True
+) -> Iterator[np.ndarray]:
+    """The model's float32 logits ``(b, n)`` of ``texts``, batch by batch (eval mode, no gradients)."""
+    if tokenizer is None:  # now, not at the first batch
+        raise ValueError("The checkpoint has no tokenizer: predictions need one (save it next to the weights).")
+    model.eval()
+    device = next(model.parameters()).device
+
+    def batches() -> Iterator[np.ndarray]:
+        for start in tqdm(range(0, len(texts), batch_size), desc="Predicting", disable=not progress, unit="batch"):
+            batch = tokenizer(
+                list(texts[start : start + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+            )
+            with torch.no_grad():
+                yield model(**{key: value.to(device) for key, value in batch.items()}).logits.float().cpu().numpy()
+
+    return batches()
 
 
 def predict_label_sets(
@@ -394,38 +466,37 @@ def predict_label_sets(
     max_length: int = 128,
     progress: bool = True,
 ) -> Predictions:
-    """The label set the model outputs for each text (sigmoid > 0.5, i.e. logit > 0), and its quality.
+    """The label set the model outputs for each text, and its quality.
 
-    Runs in eval mode without gradients, in batches of ``batch_size``. With ``gold_sets`` (N label-id tuples) the
-    quality metrics of :func:`hf_dft_head.metrics.quality.multilabel_quality_report` at ``QUALITY_KS`` are computed
-    from the logits, unless the ``(N, n)`` logit matrix would exceed ``MAX_QUALITY_LOGITS`` entries.
+    Label ``i`` is predicted when its logit exceeds ``config.logit_thresholds[i]`` (0, i.e. sigmoid > 0.5, when the
+    config sets none), as ``model.predict`` and the pipeline decide. With ``gold_sets`` (N label-id tuples) the
+    quality metrics of :func:`hf_dft_head.metrics.quality.multilabel_quality_report` at ``QUALITY_KS`` are computed,
+    unless the ``(N, n)`` logit matrix would exceed ``MAX_QUALITY_LOGITS`` entries: the ranking metrics from the
+    logits, micro/macro-F1 and exact match from the predicted sets.
     """
-    if tokenizer is None:
-        raise ValueError("The checkpoint has no tokenizer: predictions need one (save it next to the weights).")
-    model.eval()
-    device = next(model.parameters()).device
     num_labels = int(model.config.num_labels)
+    thresholds = decision_thresholds(model.config)[0]
     keep_logits = gold_sets is not None and len(texts) * num_labels <= MAX_QUALITY_LOGITS
     predicted: list[tuple[int, ...]] = []
     all_logits: list[np.ndarray] = []
-    batches = range(0, len(texts), batch_size)
-    for start in tqdm(batches, desc="Predicting label sets", disable=not progress, unit="batch"):
-        batch = tokenizer(
-            list(texts[start : start + batch_size]),
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-        )
-        with torch.no_grad():
-            logits = model(**{key: value.to(device) for key, value in batch.items()}).logits.float().cpu().numpy()
-        predicted.extend(tuple(int(i) for i in np.flatnonzero(row)) for row in logits > 0)
+    for logits in logit_batches(
+        model, tokenizer, texts, batch_size=batch_size, max_length=max_length, progress=progress
+    ):
+        predicted.extend(tuple(int(i) for i in np.flatnonzero(row)) for row in logits > thresholds)
         if keep_logits:
             all_logits.append(logits)
     quality = None
     if keep_logits:
         targets = multi_hot_from_label_ids([list(s) for s in gold_sets], num_labels)
-        quality = multilabel_quality_report(np.concatenate(all_logits), targets, ks=QUALITY_KS)
+        logits = np.concatenate(all_logits)
+        quality = multilabel_quality_report(logits, targets, ks=QUALITY_KS)
+        if np.any(thresholds):  # the threshold metrics of what the model predicts, not of sigmoid > 0.5
+            decisions = logits > thresholds  # (N, n) bool: the metrics read it as the predicted sets
+            quality.update(
+                micro_f1=micro_f1(decisions, targets),
+                macro_f1=macro_f1(decisions, targets),
+                exact_match=exact_match(decisions, targets),
+            )
     return Predictions(predicted, quality)
 
 
@@ -466,16 +537,19 @@ def verify_sets(
     inputs the classifier can actually receive, and radii are measured inside the cube. ``box`` overrides this
     with the engine's plain box (default ``DEFAULT_BOX``). ``radii``: compute every argmaxable set's Chebyshev
     radius by LP (exact optimum), also for sets the DFT rule already accepts; ``False`` takes the rule's "yes" as
-    is (fast, no radius).
+    is (fast, no radius). A head with ``logit_thresholds`` is verified as it predicts, with bias ``b - t``
+    (:meth:`SigmoidHead.decision_head`); the DFT rule is used only where it still decides (``head.rule_applies``),
+    per-label thresholds go to the LP.
     """
-    weight, bias, sets = head.weight, head.bias, [list(s) for s in label_sets]
+    weight, bias = head.decision_head()
+    sets = [list(s) for s in label_sets]
     bounded = box is None and head.box is not None
     if bounded:
         used_box = float(head.box)
         width, n = head.width, head.num_labels
         identity = np.eye(width)
-        weight = np.vstack([head.weight, -identity, identity])  # (n + 2m, m)
-        bias = np.concatenate([head.bias, np.full(2 * width, used_box)])
+        weight = np.vstack([weight, -identity, identity])  # (n + 2m, m)
+        bias = np.concatenate([bias, np.full(2 * width, used_box)])
         always_on = list(range(n, n + 2 * width))
         sets = [s + always_on for s in sets]
     else:
@@ -484,8 +558,8 @@ def verify_sets(
         label_sets=sets,
         weight=weight,
         bias=bias,
-        dft_k=head.dft_k,
-        label_order=head.label_order,
+        dft_k=head.dft_k if head.rule_applies else None,
+        label_order=head.label_order if head.rule_applies else None,
         epsilon=epsilon,
         box=used_box,
         dtype=head.model_dtype,
@@ -632,7 +706,7 @@ def audit_head(
 
     ``gold_sets`` / ``predicted_sets``: one sorted label-id tuple per example (repeats allowed: each distinct set is
     verified once, and its occurrences are counted). Both are verified in one engine call; ``radii`` see
-    :func:`verify_sets`.
+    :func:`verify_sets`. A head with logit thresholds adds ``thresholds`` (:func:`lost_to_thresholds`).
     """
     gold_counts = Counter(tuple(sorted(s)) for s in gold_sets)
     predicted_counts = Counter(tuple(sorted(s)) for s in predicted_sets) if predicted_sets is not None else None
@@ -658,7 +732,43 @@ def audit_head(
             label_names=head.label_names,
             k=head.dft_k,
         )
+    if head.thresholds_kind != "none":
+        unargmaxable = [s for s in gold_counts if by_set[s].verdict == "unargmaxable"]
+        report["thresholds"] = lost_to_thresholds(head, unargmaxable, gold_counts, workers=workers)
     return report
+
+
+def lost_to_thresholds(
+    head: SigmoidHead, unargmaxable: Sequence[tuple[int, ...]], occurrences: Counter, *, workers: int = 1
+) -> dict[str, Any]:
+    """Which gold sets the thresholds cost: unargmaxable with them (``unargmaxable``), argmaxable for the raw head.
+
+    A DFT head with a uniform threshold loses none (the threshold moves ``x_0`` only), so nothing is re-verified;
+    otherwise the raw head (bias ``b``, no thresholds) is verified on those sets, by the DFT rule where it applies.
+    """
+    record: dict[str, Any] = {"kind": head.thresholds_kind, "rule_decides": head.rule_applies}
+    if head.rule_applies:
+        lost, undecided = [], 0
+        record["raw_head_comparison"] = "none needed: a uniform threshold is absorbed by G's constant column"
+    else:
+        raw = dataclasses.replace(head, logit_thresholds=None)
+        results, _ = verify_sets(
+            raw, sorted(unargmaxable, key=lambda s: (len(s), s)), radii=False, workers=workers, progress=False
+        )
+        lost = [r.label_set for r in results if r.verdict == "argmaxable"]
+        undecided = sum(1 for r in results if r.verdict == "undecided")
+        record["raw_head_comparison"] = "gold sets unargmaxable with the thresholds, verified for the raw head"
+    lost.sort(key=lambda s: (-occurrences[s], len(s), s))
+    return {
+        **record,
+        "lost_gold_sets": len(lost),
+        "examples_with_lost_set": sum(occurrences[s] for s in lost),
+        "raw_head_undecided": undecided,
+        "lost_examples": [
+            {"label_ids": list(s), "labels": [head.label_names[i] for i in s], "occurrences": occurrences[s]}
+            for s in lost[:10]
+        ],
+    }
 
 
 def audit_checkpoint(
@@ -715,7 +825,9 @@ def audit_checkpoint(
             "labels_unknown_to_model": split.dropped_labels,
         },
         "prediction": {
-            "rule": "label i predicted when sigmoid(z_i) > 0.5 (logit > 0)",
+            "rule": "label i predicted when sigmoid(z_i) > 0.5 (logit > 0)"
+            if head.logit_thresholds is None
+            else f"label i predicted when z_i > logit_thresholds[i] of config.json ({head.thresholds_kind})",
             "batch_size": batch_size,
             "max_length": max_length,
         }
@@ -764,6 +876,14 @@ def format_summary(report: dict[str, Any]) -> str:
             lines.append(f"  never output: {{{', '.join(example['labels'])}}} ({example['occurrences']} examples)")
         for example in figures["undecided_examples"][:3]:
             lines.append(f"  undecided: {{{', '.join(example['labels'])}}}: {example['reason']}")
+    lost = report.get("thresholds")
+    if lost:
+        lines.append(
+            f"Logit thresholds ({lost['kind']}): {lost['lost_gold_sets']} distinct gold sets the raw head can output "
+            f"are never output with them ({lost['examples_with_lost_set']} examples)"
+        )
+        for example in lost["lost_examples"][:5]:
+            lines.append(f"  lost: {{{', '.join(example['labels'])}}} ({example['occurrences']} examples)")
     return "\n".join(lines)
 
 

@@ -92,6 +92,7 @@ SECTIONS = (
     "head",
     "checks",
     "guarantee",
+    "thresholds",
     "probe",
     "audit",
     "verifier",
@@ -302,6 +303,47 @@ def head_section(model, head: audit.SigmoidHead) -> tuple[dict, dict, dict | Non
     return head_info, checks, guarantee, reasons
 
 
+def thresholds_section(head: audit.SigmoidHead) -> tuple[dict[str, Any], str | None]:
+    """The ``thresholds`` section (the config's ``logit_thresholds`` and what they do to the guarantee) and the
+    reason not to certify, if any: per-label thresholds on a DFT head (:mod:`hf_dft_head.thresholds`)."""
+    kind, thresholds = head.thresholds_kind, head.logit_thresholds
+    covers = None if head.kind != "dft" else kind != "per_label"
+    statement = {
+        "none": "The model predicts label i iff z_i > 0 (sigmoid > 0.5): the head the guarantee is about.",
+        "uniform": "A uniform threshold t is a bias -t on every label, which G's constant column absorbs (x_0 moves "
+        "by t sqrt(n)): the model outputs exactly the sets the head can output at threshold 0.",
+        "per_label": "Per-label thresholds act as a bias -t outside the head's column space: which sets the model "
+        "outputs (z > t) is not decided by the sign-change rule, and the audit decides every set for the "
+        "thresholded head (bias -t) by LP; audit.thresholds lists the gold sets the raw head can output and the "
+        "thresholded one cannot. `hf-dft tune-thresholds --keep-guarantee` folds thresholds into the head's input "
+        "bias instead, which keeps every region of the head.",
+    }[kind]
+    if covers is not None:
+        statement += (
+            " The guarantee covers the model as it predicts."
+            if covers
+            else " The guarantee above holds for the raw head (no thresholds) only."
+        )
+    section = {
+        "logit_thresholds": audit.describe_thresholds(thresholds),
+        "kind": kind,
+        "uniform_value": float(thresholds[0]) if kind == "uniform" else None,
+        "rule": "label i predicted iff z_i > logit_thresholds[i] of config.json"
+        if thresholds is not None
+        else "label i predicted iff z_i > 0",
+        "guarantee_covers_predictions": covers,
+        "statement": statement,
+    }
+    reason = None
+    if covers is False:
+        reason = (
+            "config.json sets per-label logit_thresholds (not uniform): the structural guarantee (every set within 2k "
+            "sign changes) is not established for the model as it predicts (z > t); re-tune with `hf-dft "
+            "tune-thresholds --keep-guarantee` or remove them"
+        )
+    return section, reason
+
+
 def is_package_model(model) -> bool:
     """A model of this package (it ships remote code and takes ``encoder_features``), not a stock classifier."""
     return hasattr(model, "effective_head") and getattr(model.config, "head_kind", None) is not None
@@ -434,7 +476,11 @@ def _recompute(
     model, tokenizer = load_checkpoint(checkpoint)
     head = audit.find_sigmoid_head(model)
     head_info, checks, guarantee, reasons = head_section(model, head)
-    out = _Recomputed({"head": head_info, "guarantee": guarantee}, model=model, tokenizer=tokenizer)
+    thresholds, thresholds_reason = thresholds_section(head)
+    reasons += [thresholds_reason] if thresholds_reason else []
+    out = _Recomputed(
+        {"head": head_info, "guarantee": guarantee, "thresholds": thresholds}, model=model, tokenizer=tokenizer
+    )
     if code is not None:
         checks["code"] = code
         if remote_probe:
@@ -455,8 +501,17 @@ def _recompute(
                 f"; the audit counts the gold sets it cannot output ({gold['unargmaxable']} of "
                 f"{gold['distinct_sets']} distinct sets)"
             )
+        lost = report.get("thresholds")
+        if thresholds_reason and lost:
+            reasons.append(
+                f"with the per-label thresholds {lost['lost_gold_sets']} distinct gold sets of the audit that the raw "
+                f"head can output are never output ({lost['examples_with_lost_set']} examples)"
+                + "".join(f"; e.g. {{{', '.join(e['labels'])}}}" for e in lost["lost_examples"][:3])
+            )
         out.sections["audit"] = {
-            key: report[key] for key in ("dataset", "prediction", "quality", "gold", "predicted") if key in report
+            key: report[key]
+            for key in ("dataset", "prediction", "quality", "gold", "predicted", "thresholds")
+            if key in report
         }
         out.sections["verifier"] = report["verifier"]
         out.sections["figure"] = {"path": FIGURE_NAME, "series": audit.plot_series(report)}
@@ -725,7 +780,7 @@ def verify_checkpoint(
     except (OSError, ValueError) as error:
         result.mismatches.append(f"recomputation failed: {error}")
         return result
-    compared = ["head", "guarantee", "options"] + (list(AUDIT_SECTIONS) if recheck_audit else [])
+    compared = ["head", "guarantee", "thresholds", "options"] + (list(AUDIT_SECTIONS) if recheck_audit else [])
     recorded_checks = {k: v for k, v in (recorded.get("checks") or {}).items() if k != "remote_code"}
     result.mismatches += diff_certificates(
         {**{key: recorded.get(key) for key in compared}, "checks": recorded_checks},
@@ -837,6 +892,8 @@ def format_certificate(certificate: dict[str, Any]) -> str:
             f"(tol {projection['tolerance']:.3g}); shipped code identical to hf-dft-head {__version__} and "
             "checked through remote-code loading"
         )
+    if certificate["thresholds"]["kind"] != "none":
+        lines.append(f"Thresholds ({certificate['thresholds']['kind']}): {certificate['thresholds']['statement']}")
     lines += [f"Not certified: {reason}" for reason in certificate["reasons_not_certified"]]
     lines.append(
         f"Audit ({certificate['audit']['dataset']['dataset']} / {certificate['audit']['dataset']['split']}): "

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from . import audit, certificate, hub, predict
+from . import audit, certificate, hub, predict, thresholds
 from .checkpoints import CheckpointError, download_checkpoint, looks_like_repo_id
 from .data import DataArguments
 from .evaluation import evaluate_checkpoint
@@ -188,6 +188,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_tune_thresholds(args: argparse.Namespace) -> int:
+    options = _dataclass_from(args, thresholds.ThresholdOptions)
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.is_dir():
+        raise ValueError(f"{checkpoint} is not a checkpoint folder")
+    # Always the validation split; with no data option, of the data (and seed) the run trained on.
+    data_options = _dataclass_from(args, DataArguments)
+    if data_options != DataArguments():
+        spec = {**data_options.spec(), "split": "validation", "seed": options.seed}
+    else:
+        spec = certificate.training_data_of(checkpoint, "validation")
+    record = thresholds.tune_checkpoint(checkpoint, spec, options, progress=not args.quiet)
+    print(thresholds.format_record(record))
+    return EXIT_OK
+
+
 def run_certify(args: argparse.Namespace) -> int:
     checkpoint = Path(args.checkpoint)
     if not checkpoint.is_dir():
@@ -294,6 +310,16 @@ SUBCOMMANDS: dict[str, tuple[str, str, list, list[tuple], Callable[[argparse.Nam
         [("checkpoint", "checkpoint folder or Hub id of a multi-label classifier")],
         run_evaluate,
     ),
+    "tune-thresholds": (
+        "Tune per-label decision thresholds on the validation split (micro- or macro-F1).",
+        "Tune one logit threshold per label on the validation split of the training data (or --dataset ...), "
+        "exactly for micro- or macro-F1, and store them in config.json (applied by predict, the pipeline, evaluate "
+        "and audit); with --keep-guarantee fold their projection onto the head's column space into its input bias "
+        "instead, so the DFT guarantee and certificate stay intact.",
+        [DataArguments, thresholds.ThresholdOptions, ProgressArguments],
+        [("checkpoint", "checkpoint folder")],
+        run_tune_thresholds,
+    ),
     "certify": (
         "Write an argmaxability certificate into a checkpoint.",
         "Check the head, the shipped code and the audit of one split; write dft_certificate.json and the figure. "
@@ -332,7 +358,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``hf-dft`` parser with all subcommands."""
-    commands = "\n".join(f"  hf-dft {name:<9} {entry[0]}" for name, entry in SUBCOMMANDS.items())
+    commands = "\n".join(f"  hf-dft {name:<15} {entry[0]}" for name, entry in SUBCOMMANDS.items())
     parser = argparse.ArgumentParser(
         prog="hf-dft",
         description="Provably argmaxable multi-label heads for transformers: train, evaluate, audit, certify, "
