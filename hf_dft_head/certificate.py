@@ -305,41 +305,53 @@ def head_section(model, head: audit.SigmoidHead) -> tuple[dict, dict, dict | Non
 
 def thresholds_section(head: audit.SigmoidHead) -> tuple[dict[str, Any], str | None]:
     """The ``thresholds`` section (the config's ``logit_thresholds`` and what they do to the guarantee) and the
-    reason not to certify, if any: per-label thresholds on a DFT head (:mod:`hf_dft_head.thresholds`)."""
+    reason not to certify, if any: an infinite threshold on a DFT head (:mod:`hf_dft_head.thresholds`).
+
+    Finite per-label thresholds keep the guarantee: a DFT head is linear in its input (``z = W x``, no bias), so if
+    ``W x`` has a set's signs with margin ``delta > 0``, ``W (s x) - t`` has them for every ``s > max|t| / delta``.
+    An infinite threshold fixes its label (never / always predicted) and loses every set that says otherwise.
+    """
     kind, thresholds = head.thresholds_kind, head.logit_thresholds
-    covers = None if head.kind != "dft" else kind != "per_label"
+    finite = thresholds is None or bool(np.all(np.isfinite(thresholds)))
+    covers = None if head.kind != "dft" else finite
     statement = {
         "none": "The model predicts label i iff z_i > 0 (sigmoid > 0.5): the head the guarantee is about.",
         "uniform": "A uniform threshold t is a bias -t on every label, which G's constant column absorbs (x_0 moves "
-        "by t sqrt(n)): the model outputs exactly the sets the head can output at threshold 0.",
-        "per_label": "Per-label thresholds act as a bias -t outside the head's column space: which sets the model "
-        "outputs (z > t) is not decided by the sign-change rule, and the audit decides every set for the "
-        "thresholded head (bias -t) by LP; audit.thresholds lists the gold sets the raw head can output and the "
-        "thresholded one cannot. `hf-dft tune-thresholds --keep-guarantee` folds thresholds into the head's input "
-        "bias instead, which keeps every region of the head.",
+        "by t sqrt(n)): the model outputs exactly the sets the head outputs at threshold 0, and the rule decides.",
+        "per_label": "Per-label thresholds t act as a bias -t outside the head's column space, so the sign-change "
+        "rule no longer decides which sets the model outputs (z > t): the audit decides every set for the "
+        "thresholded head by LP.",
     }[kind]
-    if covers is not None:
+    if covers and kind == "per_label":
         statement += (
-            " The guarantee covers the model as it predicts."
-            if covers
-            else " The guarantee above holds for the raw head (no thresholds) only."
+            " Every set the guarantee names stays argmaxable for the model as it predicts: the head is linear in x, "
+            "so if W x has the set's signs with margin delta > 0, W (s x) - t has them for s > max|t| / delta (exact "
+            "arithmetic; in the head's input space and, P having full row rank, the encoder's). The set's region "
+            "moves outwards (the audit's radii inside the box measure this), and sets beyond the rule may become "
+            "outputtable."
+        )
+    elif covers is False:
+        statement += (
+            " Infinite thresholds fix their labels (+inf: never predicted, -inf: always), so every set that says "
+            "otherwise is lost: the guarantee does not hold for the model as it predicts."
         )
     section = {
         "logit_thresholds": audit.describe_thresholds(thresholds),
         "kind": kind,
+        "finite": finite,
         "uniform_value": float(thresholds[0]) if kind == "uniform" else None,
         "rule": "label i predicted iff z_i > logit_thresholds[i] of config.json"
         if thresholds is not None
         else "label i predicted iff z_i > 0",
+        "rule_decides": head.rule_applies if head.kind == "dft" else None,
         "guarantee_covers_predictions": covers,
         "statement": statement,
     }
     reason = None
     if covers is False:
         reason = (
-            "config.json sets per-label logit_thresholds (not uniform): the structural guarantee (every set within 2k "
-            "sign changes) is not established for the model as it predicts (z > t); re-tune with `hf-dft "
-            "tune-thresholds --keep-guarantee` or remove them"
+            "config.json sets infinite logit_thresholds: their labels are never (+inf) or always (-inf) predicted, so "
+            "sets within the guarantee are lost; use finite thresholds (hf-dft tune-thresholds writes finite ones)"
         )
     return section, reason
 
@@ -504,8 +516,8 @@ def _recompute(
         lost = report.get("thresholds")
         if thresholds_reason and lost:
             reasons.append(
-                f"with the per-label thresholds {lost['lost_gold_sets']} distinct gold sets of the audit that the raw "
-                f"head can output are never output ({lost['examples_with_lost_set']} examples)"
+                f"with the thresholds {lost['lost_gold_sets']} distinct gold sets of the audit that the raw head can "
+                f"output are never output ({lost['examples_with_lost_set']} examples)"
                 + "".join(f"; e.g. {{{', '.join(e['labels'])}}}" for e in lost["lost_examples"][:3])
             )
         out.sections["audit"] = {

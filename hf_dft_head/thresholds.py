@@ -7,13 +7,15 @@ on validation data. Two ways to apply them:
 * **per label** (default): ``t`` goes into ``config.logit_thresholds``, which ``model.predict``, the
   ``multi-label-classification`` pipeline, ``hf-dft predict``/``evaluate``/``audit`` apply. The model then predicts
   ``z - t > 0``: a bias ``-t`` that, unless it is uniform, lies outside a DFT head's column space, so the
-  sign-change guarantee no longer covers the model as it predicts (the audit decides such a head by LP and the
-  certificate says "not_certified", naming the gold sets the thresholds cost).
+  sign-change rule no longer decides which sets the model outputs; the audit decides every set by LP. (Finite
+  thresholds still keep every set the guarantee names: the head is linear in its input, and ``W (s x) - t`` has
+  the signs of ``W x`` for large ``s``; see ``docs/thresholds.md``.)
 * **keep the guarantee** (``--keep-guarantee``): ``t`` is projected onto the column space of the head's last matrix
   ``W`` (least squares, ``t ~ W a``) and ``a`` is folded into the bias of the head's input (``x = P h + c`` becomes
   ``P h + (c - a)``), so the logits become ``z - W a`` and every region of the head is kept: no thresholds in the
-  config, the weights change, and the checkpoint certifies as before. A uniform offset (``G``'s constant column) is
-  then re-tuned on the projected logits.
+  config (plain ``sigmoid > 0.5`` in any consumer gives the tuned decisions), the weights change, the rule still
+  decides, and the checkpoint certifies as before. A uniform offset (``G``'s constant column) is then re-tuned on
+  the projected logits.
 
 The tuner (:func:`tune_thresholds`) is exact on the validation split, vectorised over labels (column chunks, no
 Python loop over labels): per label, the examples sorted by logit give every distinct decision ("predict the top
@@ -637,8 +639,8 @@ def format_record(record: dict[str, Any]) -> str:
         )
     else:
         lines.append(
-            "  per-label logit_thresholds written to config.json: certify again (a DFT head with per-label thresholds "
-            "is audited by LP and is not certified; --keep-guarantee keeps the guarantee)"
+            "  per-label logit_thresholds written to config.json (applied by model.predict, the package's pipeline and "
+            "hf-dft predict/evaluate/audit); certify again: the audit now decides every set by LP"
         )
     lines.append(f"Checkpoint: {record['output_dir']}")
     return "\n".join(lines)
