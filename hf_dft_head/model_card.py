@@ -339,4 +339,17 @@ def _template_values(
         "quality_splits": quality_splits,
         "training_rows": training_rows,
         "labels_preview": ", ".join(names[:60]) + (" ..." if n > 60 else ""),
+        "thresholds_note": _thresholds_note(config),
     }
+
+
+def _thresholds_note(config: dict) -> str:
+    """What a user must know when the config sets per-label decision thresholds (none: empty)."""
+    if config.get("logit_thresholds") is None:
+        return ""
+    return (
+        "**Decision thresholds.** This checkpoint predicts label `i` when its logit exceeds its own threshold, "
+        "`config.logit_thresholds[i]` (tuned on validation data with `hf-dft tune-thresholds`). `model.predict(texts, "
+        "tokenizer)`, the plugin's `multi-label-classification` pipeline and `hf-dft predict` apply them; the plain "
+        "`sigmoid > 0.5` above does not."
+    )
