@@ -46,6 +46,7 @@ import torch
 
 from . import audit
 from .checkpoints import CERTIFICATE_NAME, bound_files, load_checkpoint
+from .data import NAMED_DATASETS
 from .metrics.quality import macro_f1, micro_f1, multi_hot_from_label_ids
 from .output_checks import OutputLocationError, check_writable_folder
 from .prediction import decision_thresholds
@@ -375,6 +376,24 @@ def uniform_direction(weight) -> np.ndarray | None:
     return direction if np.max(np.abs(weight @ direction - ones)) <= 1e-9 else None
 
 
+def column_space_shift(
+    weight, thresholds, logits, targets, metric: str = "micro_f1", *, retune_offset: bool = True
+) -> tuple[np.ndarray, float]:
+    """``(a, offset)``: the shift ``a`` ``(m,)`` of the head's input bias that realises thresholds ``W a`` close to
+    ``thresholds`` ``(n,)``, and the uniform offset included in it.
+
+    ``a`` is the least-squares fit :func:`project_thresholds`; then, with ``retune_offset`` and the all-ones vector in
+    ``W``'s column space (:func:`uniform_direction`: a DFT head), the one threshold the fit leaves free, a uniform
+    offset, is re-tuned for ``metric`` on the validation ``logits - W a`` (``(N, n)``, with ``targets``).
+    """
+    shift, projected = project_thresholds(weight, thresholds)
+    direction = uniform_direction(weight)
+    if not retune_offset or direction is None:
+        return shift, 0.0
+    offset = best_uniform_threshold(np.asarray(logits) - projected, targets, metric)
+    return shift + offset * direction, offset
+
+
 def input_bias(model) -> torch.nn.Parameter:
     """The bias of the head's input space: ``c`` of a DFT head's ``x = P h + c``, ``b1`` of a bottleneck's middle
     layer. A dense head (and a stock classifier) reads the encoder's features directly and has none."""
@@ -547,12 +566,7 @@ def tune_checkpoint(
     if options.keep_guarantee:
         bias = input_bias(model)
         weight = audit.find_sigmoid_head(model, assume_multi_label=options.assume_multi_label).weight
-        shift, projected = project_thresholds(weight, tuned.thresholds)
-        offset = 0.0
-        direction = uniform_direction(weight)
-        if direction is not None:  # re-tune the one threshold the column space leaves free: a uniform offset
-            offset = best_uniform_threshold(logits - projected, targets, options.metric)
-            shift = shift + offset * direction
+        shift, offset = column_space_shift(weight, tuned.thresholds, logits, targets, options.metric)
         realised = weight @ shift
         with torch.no_grad():
             bias -= torch.as_tensor(shift, dtype=bias.dtype, device=bias.device)
@@ -616,11 +630,15 @@ def _write_checkpoint(checkpoint: Path, output: Path, model, record: dict[str, A
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _data_name(spec: dict[str, Any]) -> str:
+    return str(spec.get("dataset") or ", ".join(spec.get("data_files") or []) or NAMED_DATASETS[0])
+
+
 def format_record(record: dict[str, Any]) -> str:
     """A few lines: the validation metrics before and after, the fallback labels, where the checkpoint is."""
     validation = record["validation"]
     lines = [
-        f"Tuned {record['metric']} thresholds on {record['data'].get('dataset')} split={record['data']['split']} "
+        f"Tuned {record['metric']} thresholds on {_data_name(record['data'])} split={record['data']['split']} "
         f"({record['data']['examples']} examples)"
     ]
     for name, metrics in validation.items():
@@ -653,6 +671,7 @@ __all__ = [
     "ThresholdOptions",
     "TunedThresholds",
     "best_uniform_threshold",
+    "column_space_shift",
     "format_record",
     "input_bias",
     "project_thresholds",
