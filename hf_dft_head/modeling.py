@@ -253,14 +253,14 @@ class DFTForMultiLabelClassification(DFTPreTrainedModel):
 # Checkpoint files name the head's weights as they were before the head became `classifier` (and the dense head's
 # linear map `linear`): `head.weight`, `head.dft.slack`, `head.up.weight`, `head.classifier.weight`, ... transformers
 # applies these renamings in order when loading and reverses them when saving, so files written before and after the
-# rename are identical and load into both versions of the code. Registered under the class name so that it applies
-# to the remote-code copy of this class too.
+# rename are identical and load into both versions of the code. Registered under the model type, so that it also
+# applies to subclasses and to the remote-code copy of this class.
 HEAD_KEY_RENAMINGS = (
     (r"^head\.", "classifier."),
     (r"^classifier\.classifier\.", "classifier.linear."),
 )
 register_checkpoint_conversion_mapping(
-    "DFTForMultiLabelClassification",
+    DFTConfig.model_type,
     [WeightRenaming(source, target) for source, target in HEAD_KEY_RENAMINGS],
     overwrite=True,
 )

@@ -23,15 +23,18 @@ to ``tolerance`` (max abs error); otherwise :class:`OnnxExportError` is raised a
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import inspect
 import json
 import logging
+import math
 import os
 import shutil
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -63,6 +66,8 @@ EXTERNAL_DATA_BYTES = 1536 * 2**20
 TRACE_SHAPE = (2, 11)  # (batch, sequence) of the traced example; neither 1 (which would fix the axis)
 CHECK_SHAPES = ((1, 5), (3, 19))  # the agreement check: other sizes than the traced example
 REQUIRED_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
+# Warns once per export that torchvision's operators are skipped: irrelevant to a text model, and alarming.
+EXPORTER_REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model")
 
 
@@ -81,8 +86,9 @@ class OnnxExportArguments:
     dft_path: str | None = field(
         default=None,
         metadata={
+            "choices": list(DFT_PATH_CHOICES),
             "help": "DFT head only: export G @ x as 'fft' (ONNX DFT operator) or 'matmul' (G stored in the graph); "
-            "default: the checkpoint's dft_path. The check still compares with the checkpoint's own path"
+            "default: the checkpoint's dft_path. The check still compares with the checkpoint's own path",
         },
     )
     opset: int = field(default=DEFAULT_OPSET, metadata={"help": f"ONNX opset version (at least {MIN_OPSET})"})
@@ -136,6 +142,18 @@ def sample_inputs(
     return inputs
 
 
+@contextlib.contextmanager
+def _quiet_logger(name: str) -> Iterator[None]:
+    """Raise logger ``name`` to ERROR for the duration (restored afterwards)."""
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def export_graph(model: DFTForMultiLabelClassification, path: Path, names: list[str], opset: int) -> None:
     """Write the ONNX graph of ``model`` (float32, eval mode) to ``path`` with dynamic batch and sequence axes."""
     example = sample_inputs(model, names, *TRACE_SHAPE, seed=0)
@@ -143,9 +161,10 @@ def export_graph(model: DFTForMultiLabelClassification, path: Path, names: list[
     with torch.no_grad():  # fills the matmul path's lazy G cache, so the trace reads G instead of creating it
         model(**example)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet_logger(EXPORTER_REGISTRY_LOGGER):
             # All inputs share one batch and one sequence axis; the exporter warns that it names each shared axis once.
             warnings.filterwarnings("ignore", message=r"# The axis name: .* will not be used")
+            warnings.filterwarnings("ignore", category=FutureWarning)  # torch's internal deprecations, not ours
             torch.onnx.export(
                 LogitsOnly(model).eval(),
                 tuple(example[name] for name in names),
@@ -201,8 +220,10 @@ def _package_versions() -> dict[str, str]:
     return versions
 
 
-def _check_arguments(checkpoint: Path, output_dir: Path, *, overwrite: bool, dft_path: str | None, opset: int) -> dict:
-    """Raise ``ValueError`` naming the problem and the fix; returns the checkpoint's config.json."""
+def _check_arguments(
+    checkpoint: Path, output_dir: Path, *, overwrite: bool, dft_path: str | None, opset: int, tolerance: float
+) -> None:
+    """Raise ``ValueError`` naming the problem and the fix."""
     missing = [name for name in REQUIRED_PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
         raise ValueError(
@@ -229,6 +250,8 @@ def _check_arguments(checkpoint: Path, output_dir: Path, *, overwrite: bool, dft
             raise ValueError(f"dft_path applies to DFT heads only; {checkpoint} has a {config['head_kind']!r} head.")
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be at least {MIN_OPSET} (the dynamo exporter's lowest), got {opset}.")
+    if not 0 <= tolerance < math.inf:
+        raise ValueError(f"tolerance must be a finite number >= 0 (a max abs logit difference), got {tolerance}.")
 
     source, target = checkpoint.resolve(), output_dir.resolve()
     if target == source or target in source.parents:
@@ -247,7 +270,6 @@ def _check_arguments(checkpoint: Path, output_dir: Path, *, overwrite: bool, dft
                     f"output folder {output_dir} is not empty and holds no {REPORT_NAME}, so it is not an earlier "
                     "export: it is not replaced even with overwrite. Choose a new or empty folder."
                 )
-    return config
 
 
 def export_onnx(
@@ -281,13 +303,20 @@ def export_onnx(
             without ``overwrite``, ONNX packages not installed, ...); nothing is written.
         OnnxExportError: the exporter failed or the logits differ by more than ``tolerance``; nothing is written.
     """
-    checkpoint, output_dir = Path(checkpoint), Path(output_dir)
-    config = _check_arguments(checkpoint, output_dir, overwrite=overwrite, dft_path=dft_path, opset=opset)
+    checkpoint, output_dir = Path(checkpoint), Path(output_dir).resolve()  # resolved: OUT may be "."
+    _check_arguments(checkpoint, output_dir, overwrite=overwrite, dft_path=dft_path, opset=opset, tolerance=tolerance)
+    tokenizer = None
+    if any((checkpoint / name).is_file() for name in TOKENIZER_FILES):
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        except (OSError, ValueError) as error:
+            raise ValueError(f"the tokenizer files in {checkpoint} do not load: {error}") from error
+    else:
+        logger.warning("%s has no tokenizer files: the export has the graph but no tokenizer.", checkpoint)
     # The package's class, not the checkpoint's remote code: nothing from the checkpoint is executed.
     reference = DFTForMultiLabelClassification.from_pretrained(checkpoint).float().eval()
-    exported = reference
-    paths = None
-    if config.get("head_kind", "dft") == "dft":
+    exported, paths = reference, None
+    if reference.config.head_kind == "dft":
         layer = reference.head.dft
         paths = {"checkpoint": layer.path, "checkpoint_resolved": layer.resolved_path}
         if dft_path is not None and dft_path != layer.path:
@@ -295,12 +324,9 @@ def export_onnx(
             exported.head.dft.path = dft_path
         paths.update(exported=exported.head.dft.path, exported_resolved=exported.head.dft.resolved_path)
     names = graph_input_names(reference)
-    has_tokenizer = any((checkpoint / name).is_file() for name in TOKENIZER_FILES)
-    if not has_tokenizer:
-        logger.warning("%s has no tokenizer files: the export has the graph but no tokenizer.", checkpoint)
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Written next to OUT and renamed at the end, so a failure leaves OUT (and an earlier export in it) untouched.
+    # Written next to OUT and moved in at the end, so a failure leaves OUT (and an earlier export in it) untouched.
     scratch = output_dir.parent / f".{output_dir.name}.partial-{os.getpid()}-{time.time_ns()}"
     scratch.mkdir()
     try:
@@ -313,8 +339,8 @@ def export_onnx(
                 f"{checkpoint}; nothing was written."
             )
         reference.config.save_pretrained(scratch)
-        if has_tokenizer:
-            AutoTokenizer.from_pretrained(checkpoint).save_pretrained(scratch)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(scratch)
         report = {
             "format": REPORT_FORMAT,
             "checkpoint": str(checkpoint),
@@ -325,16 +351,23 @@ def export_onnx(
             "outputs": {"logits": ["batch", reference.config.num_labels]},
             "head_kind": reference.config.head_kind,
             "dft_path": paths,
-            "tokenizer": has_tokenizer,
+            "tokenizer": tokenizer is not None,
             "checks": checks,
             "max_abs_error": worst,
             "tolerance": tolerance,
             "versions": _package_versions(),
         }
         (scratch / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
-        if output_dir.exists():
-            shutil.rmtree(output_dir)  # empty, or an earlier export with overwrite (checked above)
-        scratch.rename(output_dir)
+        if output_dir.exists():  # empty, or an earlier export and overwrite (checked above): replace its contents
+            for entry in output_dir.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+            for entry in scratch.iterdir():
+                entry.rename(output_dir / entry.name)
+        else:
+            scratch.rename(output_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return report

@@ -99,6 +99,7 @@ def gale_constant_in_graph(out: Path, n: int, k: int) -> bool:
     return any(any(t.shape == m.shape and np.allclose(t, m, rtol=0, atol=1e-7) for m in (g, g.T)) for t in tensors)
 
 
+@pytest.mark.slow  # each export traces and converts a model: ~7 s of CPU
 @pytest.mark.parametrize("dft_path", ["fft", "matmul"])
 def test_dft_paths_export_with_dynamic_axes_and_tokenizer(dft_path, tmp_path):
     checkpoint = make_checkpoint(tmp_path / "ckpt", head_kind="dft", k=3, slack_dims=2, dft_path=dft_path)
@@ -124,6 +125,7 @@ def test_dft_paths_export_with_dynamic_axes_and_tokenizer(dft_path, tmp_path):
     assert AutoConfig.from_pretrained(out).id2label == AutoConfig.from_pretrained(checkpoint).id2label
 
 
+@pytest.mark.slow
 def test_fft_checkpoint_exported_as_matmul_with_external_weights(tmp_path, monkeypatch):
     # dft_path switches the exported path; the check still compares with the checkpoint's FFT path in PyTorch.
     checkpoint = make_checkpoint(tmp_path / "ckpt", head_kind="dft", k=4, slack_dims=0, dft_path="fft")
@@ -166,10 +168,13 @@ def file_hashes(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow
 def test_dense_head_without_token_types_and_a_failed_check_keeps_the_earlier_export(tmp_path, monkeypatch):
     first = make_checkpoint(tmp_path / "first", family="distilbert", tokenizer=False, head_kind="dense")
     out = tmp_path / "onnx"
-    report = export_onnx(first, out)
+    out.mkdir()
+    monkeypatch.chdir(out)
+    report = export_onnx(first, ".")  # an empty folder is filled, even the working directory
     names, dims, outputs, _ = graph_summary(out)
     assert names == ["input_ids", "attention_mask"] and outputs == ["logits"]  # DistilBERT takes no segments
     assert report["dft_path"] is None and report["tokenizer"] is False
@@ -213,6 +218,9 @@ def test_bad_checkpoints_are_refused(tmp_path, checkpoint):
         export_onnx(checkpoint, tmp_path / "out", dft_path="fast")
     with pytest.raises(ValueError, match="opset must be at least 18"):
         export_onnx(checkpoint, tmp_path / "out", opset=17)
+    for tolerance in (-1e-4, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="tolerance must be a finite number >= 0"):
+            export_onnx(checkpoint, tmp_path / "out", tolerance=tolerance)
     dense = make_checkpoint(tmp_path / "dense", tokenizer=False, head_kind="dense")
     with pytest.raises(ValueError, match="DFT heads only"):
         export_onnx(dense, tmp_path / "out", dft_path="fft")
