@@ -19,7 +19,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from . import audit, certificate, hub, predict
+from . import audit, certificate, hub, onnx_export, predict
 from .checkpoints import CheckpointError, download_checkpoint, looks_like_repo_id
 from .data import DataArguments
 from .evaluation import evaluate_checkpoint
@@ -253,6 +253,17 @@ def run_push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_export_onnx(args: argparse.Namespace) -> int:
+    options = _dataclass_from(args, onnx_export.OnnxExportArguments)
+    try:
+        report = onnx_export.export_onnx(args.checkpoint, args.output_dir, **dataclasses.asdict(options))
+    except onnx_export.OnnxExportError as error:
+        print(f"hf-dft export-onnx: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(onnx_export.format_export_summary(report, args.output_dir))
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The parser
 # ----------------------------------------------------------------------------------------------------------------
@@ -317,6 +328,17 @@ SUBCOMMANDS: dict[str, tuple[str, str, list, list[tuple], Callable[[argparse.Nam
         [PushArguments, ProgressArguments],
         [("checkpoint", "a certified checkpoint folder"), ("repo_id", "target Hub repo, namespace/name")],
         run_push,
+    ),
+    "export-onnx": (
+        "Export a checkpoint to ONNX (model.onnx, tokenizer, config), checked against PyTorch under onnxruntime.",
+        "Export with torch.onnx (dynamo; dynamic batch and sequence axes; both DFT paths) and refuse to write unless "
+        "onnxruntime's logits match PyTorch's within --tolerance.",
+        [onnx_export.OnnxExportArguments],
+        [
+            ("checkpoint", "local checkpoint folder"),
+            ("output_dir", "folder for model.onnx, the tokenizer, config.json and onnx_export.json"),
+        ],
+        run_export_onnx,
     ),
 }
 

@@ -26,6 +26,7 @@ from transformers import (
 )
 
 from hf_dft_head import DFTForMultiLabelClassification, gale_matrix, onnx_export
+from hf_dft_head.cli import main as cli_main
 from hf_dft_head.onnx_export import OnnxExportError, export_onnx, graph_input_names
 
 WORDS = [f"tok{i}" for i in range(115)]
@@ -103,9 +104,14 @@ def gale_constant_in_graph(out: Path, n: int, k: int) -> bool:
 @pytest.mark.parametrize("dft_path", ["fft", "matmul"])
 def test_dft_paths_export_with_dynamic_axes_and_tokenizer(dft_path, tmp_path):
     checkpoint = make_checkpoint(tmp_path / "ckpt", head_kind="dft", k=3, slack_dims=2, dft_path=dft_path)
-    report = export_onnx(checkpoint, tmp_path / "onnx")
     out = tmp_path / "onnx"
-    assert report == json.loads((out / "onnx_export.json").read_text())
+    if dft_path == "fft":
+        report = export_onnx(checkpoint, out)
+        assert report == json.loads((out / "onnx_export.json").read_text())
+    else:  # the same through the console entry
+        assert cli_main(["export-onnx", str(checkpoint), str(out)]) == 0
+        report = json.loads((out / "onnx_export.json").read_text())
+        assert cli_main(["export-onnx", str(checkpoint), str(out)]) == 2  # no overwrite of an export by default
     assert report["dft_path"]["exported_resolved"] == dft_path and report["max_abs_error"] < TOLERANCE
     names, dims, outputs, ops = graph_summary(out)
     assert names == ["input_ids", "attention_mask", "token_type_ids"] and outputs == ["logits"]
