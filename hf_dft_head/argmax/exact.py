@@ -136,7 +136,7 @@ def witness_signs(weight: np.ndarray, bias: np.ndarray, signs: np.ndarray, x: np
 
 @dataclass
 class CertificateProof:
-    """Outcome of :func:`prove_farkas`.
+    """Outcome of :func:`prove_farkas`; truthy iff ``valid``.
 
     Attributes:
         valid: an exact Farkas certificate exists on ``rows`` (so no ``x`` anywhere realises the pattern).
@@ -151,6 +151,9 @@ class CertificateProof:
     weights: np.ndarray
     method: str
     reason: str
+
+    def __bool__(self) -> bool:
+        return self.valid
 
 
 def _failed(reason: str) -> CertificateProof:
@@ -172,18 +175,17 @@ def _power_of_two_scale(matrix: np.ndarray, axis: int) -> np.ndarray:
 
 def _gap_is_zero_by_column(signed_rows: np.ndarray, offsets: np.ndarray) -> bool:
     """Whether ``offsets`` is exactly ``lambda * signed_rows[:, j]`` for some column ``j`` (then ``c . y = 0``
-    for every exact ``y`` with ``signed_rows^T y = 0``). Float screen, then an exact check in fractions."""
+    for every exact ``y`` with ``signed_rows^T y = 0``). Vectorised float screen, then an exact check in fractions."""
     if not np.any(offsets):
         return True
-    for j in range(signed_rows.shape[1]):
+    zero_pattern = np.all((signed_rows == 0.0) == (offsets == 0.0)[:, None], axis=0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ratios = np.where(offsets[:, None] != 0.0, offsets[:, None] / signed_rows, np.nan)
+        spread = np.nanmax(ratios, axis=0) - np.nanmin(ratios, axis=0)
+        close = zero_pattern & (spread <= 1e-12 * np.nanmax(np.abs(ratios), axis=0))
+    for j in np.flatnonzero(close):
         column = signed_rows[:, j]
         pivot = int(np.argmax(np.abs(column)))
-        if column[pivot] == 0.0 or np.any((column == 0.0) != (offsets == 0.0)):
-            continue
-        ratio = offsets[pivot] / column[pivot]
-        with np.errstate(over="ignore", invalid="ignore"):
-            if not np.allclose(offsets, ratio * column, rtol=1e-12, atol=0.0):
-                continue
         exact_ratio = Fraction(float(offsets[pivot])) / Fraction(float(column[pivot]))
         if all(Fraction(float(o)) == exact_ratio * Fraction(float(a)) for o, a in zip(offsets, column)):
             return True
@@ -242,20 +244,20 @@ def _verified_certificate(signed_rows: np.ndarray, offsets: np.ndarray) -> tuple
         return None  # some exact weight may be <= 0: not proven
     # z sums to 1 and is positive, so an underflow in these products is covered by UNDERFLOW_SLACK.
     scaled_offsets = offsets * column_scale
+    value = float(scaled_offsets @ z)
+    slack = float(
+        _inflate(
+            2.0 * gamma(count) * (np.abs(scaled_offsets) @ np.abs(z)) + np.abs(scaled_offsets) @ distance, count + 2
+        )
+    )
     if not np.any(offsets):
         gap = "no bias on these rows"
+    elif np.isfinite(value) and np.isfinite(slack) and -value > slack:
+        gap = f"sum_i y_i sigma_i b_i <= {value + slack:.3g} < 0"
     elif _gap_is_zero_by_column(signed_rows, offsets):
         gap = "sum_i y_i sigma_i b_i = 0 exactly (bias proportional to a column)"
     else:
-        value = float(scaled_offsets @ z)
-        slack = float(
-            _inflate(
-                2.0 * gamma(count) * (np.abs(scaled_offsets) @ np.abs(z)) + np.abs(scaled_offsets) @ distance, count + 2
-            )
-        )
-        if not (np.isfinite(value) and np.isfinite(slack) and -value > slack):
-            return None
-        gap = f"sum_i y_i sigma_i b_i <= {value + slack:.3g} < 0"
+        return None
     weights = z * column_scale
     return weights / weights.sum(), f"verified float64 solve on {count} rows in dim {dim}: y > 0, {gap}"
 
@@ -348,18 +350,29 @@ def _circuit(signed_rows: np.ndarray, offsets: np.ndarray, y: np.ndarray) -> np.
         rank = int(np.sum(singular > RANK_TOLERANCE * singular[0])) if singular.size and singular[0] > 0 else 0
         if len(keep) - rank <= 1:
             break
-        null = u[:, rank:]  # (len(keep), nullity): v . units[keep] = 0
-        descent = -(null @ (null.T @ offsets[keep]))
-        direction = descent if np.linalg.norm(descent) > 1e-12 * np.linalg.norm(offsets[keep]) else null[:, 0]
-        tiny = 1e-12 * np.abs(direction).max()
-        if direction.min() >= -tiny:
-            if direction is not descent:
-                direction = -direction  # a pure null direction: either sign keeps the gap
+        null = u[:, rank:]  # (len(keep), nullity >= 2): v . units[keep] = 0
+        along = null.T @ offsets[keep]
+        descent = -(null @ along)  # steepest descent of the gap inside the null space
+        direction = None
+        if np.linalg.norm(descent) > 1e-12 * max(np.linalg.norm(offsets[keep]), 1e-300):
+            tiny = 1e-12 * np.abs(descent).max()
+            if descent.min() < -tiny:
+                direction = descent
             else:
-                # v >= 0 with A^T v = 0 and c . v < 0: a certificate with a lower gap than y on its own.
-                weights[keep] = np.where(direction > tiny, direction, 0.0)
-                keep = keep[weights[keep] > 0]
-                continue
+                # descent >= 0, A^T descent = 0, c . descent < 0: a certificate with a lower gap on its own.
+                weights[keep] = np.where(descent > tiny, descent, 0.0)
+                shrunk = keep[weights[keep] > 0]
+                if len(shrunk) < len(keep):
+                    keep = shrunk
+                    continue
+        if direction is None:
+            # A gap-neutral null direction (c . v = 0; one exists since the nullity is >= 2), either sign.
+            direction = null @ np.linalg.svd(along[None, :])[2][-1]
+            tiny = 1e-12 * np.abs(direction).max()
+            if direction.min() >= -tiny:
+                direction = -direction
+            if direction.min() >= -tiny:
+                break
         negative = direction < -tiny
         steps = weights[keep][negative] / -direction[negative]
         weights[keep] = weights[keep] + steps.min() * direction

@@ -335,8 +335,7 @@ class _RowLP:
             "dual_feasibility_tolerance": SOLVER_TOLERANCE,
             "random_seed": 0,
         }
-        if time_limit is not None:
-            options["time_limit"] = float(time_limit)
+        self.time_limit = time_limit
         for key, value in options.items():
             self.highs.setOptionValue(key, value)
         inf = highspy.kHighsInf
@@ -384,6 +383,9 @@ class _RowLP:
         A hot-started solve (rows added since the last one) gets ``HOT_START_ITERATIONS_PER_ROW`` simplex
         iterations per row and column; if it runs out, the basis is dropped and the LP solved from scratch.
         """
+        if self.time_limit is not None:
+            # HiGHS's time_limit counts the model's whole run time; this makes it a limit per solve.
+            self.highs.setOptionValue("time_limit", self.highs.getRunTime() + float(self.time_limit))
         if self.solved:
             size = self.highs.getNumRow() + self.num_vars + 1
             self.highs.setOptionValue("simplex_iteration_limit", int(100 + HOT_START_ITERATIONS_PER_ROW * size))
