@@ -396,6 +396,8 @@ def _circuit(signed_rows: np.ndarray, offsets: np.ndarray, y: np.ndarray) -> np.
         weights[keep] = weights[keep] + steps.min() * direction
         keep = np.delete(keep, np.flatnonzero(negative)[np.argmin(steps)])
         keep = keep[weights[keep] > 0]
+        if null.shape[1] == 2:
+            break  # one row fewer: nullity 1 unless the rank dropped too (the exact proofs will tell)
     return keep
 
 

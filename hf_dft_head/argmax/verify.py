@@ -382,7 +382,7 @@ def _witness_verdict(head, labels, signs, x, s: Settings, *, upper, exact, reaso
         witness=x,
         witness_exact=True,
         witness_in_dtype=True,
-        reason=f"{reason}; witness signs proven in exact arithmetic and checked in {s.dtype}",
+        reason=f"{reason}; witness: {check.reason}",
     )
 
 
