@@ -87,8 +87,9 @@ class Verdict:
         witness: ``(m,)`` input ``x`` realising the set: its signs hold in exact arithmetic over the float64
             head and with the logits computed in the model dtype (argmaxable); on an undecided verdict, an
             input whose signs hold in exact arithmetic only (``witness_in_dtype`` False).
-        certificate: float64 rounding of an exact Farkas certificate ``y >= 0`` on ``certificate_rows``
-            (see :func:`.lp.check_farkas_certificate`), scaled so that ``sum y_i ||w_i|| = 1``.
+        certificate: float64 approximation of an exact Farkas certificate ``y >= 0`` on ``certificate_rows``
+            (the exact one is the unique null vector of those signed rows; see
+            :func:`.lp.check_farkas_certificate`), scaled so that ``sum y_i ||w_i|| = 1``.
         certificate_rows: int row ids (labels) that ``certificate`` refers to.
         method: ``"rule"`` (the DFT sign-change rule decided) or ``"lp"``.
         reason: a human-readable justification.
@@ -316,7 +317,7 @@ class VerificationResult:
 
 def _certificate_verdict(head: Head, labels: np.ndarray, signs, rows, y, s: Settings, method: str, reason: str):
     """An "unargmaxable" verdict if the support of ``y`` (on ``rows``) carries an exact Farkas certificate, else
-    ``None``. The verdict stores the float64 rounding of that exact certificate, on its (possibly smaller)
+    ``None``. The verdict stores a float64 approximation of that exact certificate, on its (possibly smaller)
     support, scaled so that ``sum y_i ||w_i|| = 1``."""
     keep = y > 0
     proof = prove_farkas(head.weight, head.bias, signs, rows[keep], y[keep])
