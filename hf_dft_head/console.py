@@ -21,6 +21,7 @@ from collections.abc import Iterator
 import datasets
 import huggingface_hub.utils
 import transformers
+from huggingface_hub import constants as hub_constants
 
 #: Whether the phases' progress bars are shown (``--quiet`` turns them off).
 _PROGRESS = {"enabled": True, "verbose": False}
@@ -35,17 +36,21 @@ def configure_output(*, verbose: bool = False, quiet: bool = False) -> None:
     if verbose:
         transformers.logging.set_verbosity_info()
         datasets.logging.set_verbosity_info()
-        datasets.enable_progress_bars()
-        transformers.logging.enable_progress_bar()
+        if not _bars_forbidden():
+            datasets.enable_progress_bars()
+            transformers.logging.enable_progress_bar()
     else:
         transformers.logging.set_verbosity_error()
         datasets.logging.set_verbosity_error()
         datasets.disable_progress_bars()
         transformers.logging.disable_progress_bar()
-    if quiet:
+    if quiet and hub_constants.HF_HUB_DISABLE_PROGRESS_BARS is not False:
         huggingface_hub.utils.disable_progress_bars()
-    else:
-        huggingface_hub.utils.enable_progress_bars()
+
+
+def _bars_forbidden() -> bool:
+    """The user's ``HF_HUB_DISABLE_PROGRESS_BARS=1`` wins over our wish to show a bar."""
+    return hub_constants.HF_HUB_DISABLE_PROGRESS_BARS is True
 
 
 def progress_enabled() -> bool:
@@ -57,7 +62,7 @@ def progress_enabled() -> bool:
 def datasets_progress(enabled: bool = True) -> Iterator[None]:
     """Show ``datasets``' progress bar for the ``map`` inside (a long phase), then restore the previous policy."""
     was_enabled = datasets.is_progress_bar_enabled()
-    if enabled and _PROGRESS["enabled"]:
+    if enabled and _PROGRESS["enabled"] and not _bars_forbidden():
         datasets.enable_progress_bars()
     try:
         yield
