@@ -56,7 +56,7 @@ from .checkpoints import (
     sha256_file,
 )
 from .configuration import DFTConfig
-from .data import DataArguments
+from .data import NAMED_DATASETS, DataArguments
 from .gale import gale_matrix
 from .remote_code import (
     PROBE_TEXTS,
@@ -802,9 +802,7 @@ def verify_checkpoint(
     result.checked.append("head checks (G, head composition, rank of P), guarantee, probe texts")
     if recheck_audit:
         result.mismatches += _compare_figure(checkpoint, recomputed.figure_report)
-        result.checked.append(
-            f"audit on {spec.get('dataset')} split={spec.get('split')}, its quality figures, and the figure file"
-        )
+        result.checked.append(f"audit on {describe_data(spec)}, its quality figures, and the figure file")
     if code is not None:
         if result.mismatches:
             result.skipped.append("the model through the checkpoint's own code: not run, the checks above failed")
@@ -891,25 +889,50 @@ def training_data_of(checkpoint: str | os.PathLike, split: str) -> dict[str, Any
     return {**options.spec(), "split": split, "seed": int(recorded.get("seed", 42))}
 
 
+def describe_data(spec: dict[str, Any]) -> str:
+    """A short name for the data of a spec: the data set, or the files, or the bundled default."""
+    source = spec.get("dataset") or ", ".join(spec.get("data_files") or []) or f"{NAMED_DATASETS[0]} (bundled)"
+    return f"{source} / {spec.get('split', 'test')}"
+
+
 def format_certificate(certificate: dict[str, Any]) -> str:
-    """A few lines saying what the certificate guarantees and what the audit found."""
-    gold = certificate["audit"]["gold"]
-    lines = [f"Status: {certificate['status']}"]
-    if certificate["guarantee"]:
-        lines.append("Guarantee: " + certificate["guarantee"]["statement"])
-        projection = certificate["checks"]["projection"]
+    """A few lines: the status and guarantee in short, the checks, what the audit found (the JSON has the rest)."""
+    audit_section = certificate["audit"]
+    gold = audit_section["gold"]
+    lines = []
+    guarantee = certificate["guarantee"]
+    if certificate["status"] == "certified" and guarantee:
+        order = guarantee["label_order"] if guarantee["label_order"].startswith("sha256:") else "label-id order"
         lines.append(
-            f"Checks: G max error {certificate['checks']['gale_matrix']['max_abs_error']:.2e} "
-            f"(tol {GALE_TOLERANCE:g}); sigma_min(P) = {projection['smallest_singular_value']:.4g} "
-            f"(tol {projection['tolerance']:.3g}); shipped code identical to hf-dft-head {__version__} and "
-            "checked through remote-code loading"
+            f"Certified: every label set with at most {guarantee['max_sign_changes']} sign changes along the label "
+            f"circle ({order}), so every set of at most k = {guarantee['k']} labels, can be output (exact "
+            "arithmetic; the full statement is in the certificate)."
         )
-    if certificate["thresholds"]["kind"] != "none":
-        lines.append(f"Thresholds ({certificate['thresholds']['kind']}): {certificate['thresholds']['statement']}")
-    lines += [f"Not certified: {reason}" for reason in certificate["reasons_not_certified"]]
+    else:
+        lines.append("Not certified: " + "; ".join(certificate["reasons_not_certified"]))
+    if guarantee:
+        checks = certificate["checks"]
+        projection = checks["projection"]
+        lines.append(
+            f"Checks: G max error {checks['gale_matrix']['max_abs_error']:.1e} (tol {GALE_TOLERANCE:g}); "
+            f"sigma_min(P) {projection['smallest_singular_value']:.3g} (tol {projection['tolerance']:.2g}); "
+            f"code identical to hf-dft-head {__version__}, checked through remote-code loading."
+        )
+    epsilon = f" ({gold['epsilon_argmaxable']} epsilon-argmaxable)" if gold.get("epsilon_argmaxable_share") else ""
+    thresholds = certificate["thresholds"]
+    if thresholds["kind"] != "none":
+        decided = "by the rule" if thresholds["rule_decides"] else "by LP"
+        kept = {True: "yes", False: "no", None: "n/a"}[thresholds["guarantee_covers_predictions"]]
+        lines.append(
+            f"Thresholds: {thresholds['kind'].replace('_', '-')} logit_thresholds of config.json; the audit decided "
+            f"every set {decided}; guarantee kept for the model as it predicts: {kept}."
+        )
     lines.append(
-        f"Audit ({certificate['audit']['dataset']['dataset']} / {certificate['audit']['dataset']['split']}): "
-        f"{gold['argmaxable']} of {gold['distinct_sets']} distinct gold sets argmaxable, {gold['unargmaxable']} never "
-        f"outputtable, {gold['undecided']} undecided"
+        f"Audit ({describe_data(audit_section['dataset'])}): {gold['argmaxable']} of {gold['distinct_sets']} distinct "
+        f"gold label sets argmaxable{epsilon}, {gold['unargmaxable']} never outputtable, {gold['undecided']} undecided."
     )
+    quality = audit_section.get("quality") or {}
+    if quality:
+        shown = ("p@1", "f1@5", "micro_f1", "macro_f1")
+        lines.append("Quality: " + "  ".join(f"{name} {quality[name]:.4f}" for name in shown if name in quality))
     return "\n".join(lines)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
@@ -19,8 +18,9 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from . import audit, certificate, hub, predict, thresholds
+from . import audit, certificate, hub, onnx_export, predict, thresholds
 from .checkpoints import CheckpointError, download_checkpoint, looks_like_repo_id
+from .console import configure_output
 from .data import DataArguments
 from .evaluation import evaluate_checkpoint
 from .output_checks import check_writable_file, check_writable_folder
@@ -112,7 +112,9 @@ class PushArguments:
 class ProgressArguments:
     """Console output."""
 
-    quiet: bool = field(default=False, metadata={"help": "no progress bars"})
+    quiet: bool = field(
+        default=False, metadata={"help": "no progress bars (also none of datasets, transformers or the Hub client)"}
+    )
 
 
 def _dataclass_from(namespace: argparse.Namespace, cls):
@@ -269,6 +271,17 @@ def run_push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_export_onnx(args: argparse.Namespace) -> int:
+    options = _dataclass_from(args, onnx_export.OnnxExportArguments)
+    try:
+        report = onnx_export.export_onnx(args.checkpoint, args.output_dir, **dataclasses.asdict(options))
+    except onnx_export.OnnxExportError as error:
+        print(f"hf-dft export-onnx: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    print(onnx_export.format_export_summary(report, args.output_dir))
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The parser
 # ----------------------------------------------------------------------------------------------------------------
@@ -279,7 +292,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, list, list[tuple], Callable[[argparse.Nam
         "Train a multi-label classifier (DFT, bottleneck or dense head) with Accelerate.",
         "Train on a Hub data set or local files; with no --dataset, on the bundled disaster-response messages with "
         "the bundled all-MiniLM-L6-v2 encoder.",
-        [TrainingArguments],
+        [TrainingArguments, ProgressArguments],
         [],
         run_train,
     ),
@@ -344,6 +357,17 @@ SUBCOMMANDS: dict[str, tuple[str, str, list, list[tuple], Callable[[argparse.Nam
         [("checkpoint", "a certified checkpoint folder"), ("repo_id", "target Hub repo, namespace/name")],
         run_push,
     ),
+    "export-onnx": (
+        "Export a checkpoint to ONNX (model.onnx, tokenizer, config), checked against PyTorch under onnxruntime.",
+        "Export with torch.onnx (dynamo; dynamic batch and sequence axes; both DFT paths) and refuse to write unless "
+        "onnxruntime's logits match PyTorch's within --tolerance.",
+        [onnx_export.OnnxExportArguments, ProgressArguments],
+        [
+            ("checkpoint", "local checkpoint folder"),
+            ("output_dir", "folder for model.onnx, the tokenizer, config.json and onnx_export.json"),
+        ],
+        run_export_onnx,
+    ),
 }
 
 
@@ -365,7 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"verify and publish.\n\n{commands}\n\nRun `hf-dft COMMAND --help` for a command's options.",
         formatter_class=argparse.RawTextHelpFormatter,
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show everything: INFO logs and every library's progress bars"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=HfArgumentParser)
     for name, (help_text, description, option_classes, positionals, _) in SUBCOMMANDS.items():
         sub = subparsers.add_parser(
@@ -387,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # argparse's usage errors (exit 2) and --help (exit 0), as a return code
         return int(exit_.code or 0)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    configure_output(verbose=args.verbose, quiet=getattr(args, "quiet", False))
     try:
         return SUBCOMMANDS[args.command][4](args)
     except (ValueError, FileNotFoundError, CheckpointError) as error:

@@ -67,7 +67,10 @@ def dft_synthesis(x: torch.Tensor, num_labels: int) -> torch.Tensor:
     sin_part = x[..., 2::2] / math.sqrt(2.0)  # (..., k)
     real = torch.cat([x[..., :1], cos_part], dim=-1)  # (..., k + 1)
     imag = torch.cat([torch.zeros_like(x[..., :1]), -sin_part], dim=-1)  # (..., k + 1)
-    spectrum = torch.complex(real, imag)
+    # Zero-pad to the n // 2 + 1 bins irfft reads (it would pad the same zeros itself) while the parts are still
+    # real: the ONNX exporter has no padding of complex tensors, so this keeps the FFT path exportable.
+    pad = (0, num_labels // 2 + 1 - real.shape[-1])
+    spectrum = torch.complex(nn.functional.pad(real, pad), nn.functional.pad(imag, pad))  # (..., n // 2 + 1)
     z = torch.fft.irfft(spectrum, n=num_labels, dim=-1, norm="ortho")
     return z.to(in_dtype)
 
@@ -231,29 +234,33 @@ class DFTHead(nn.Module):
 
 
 class DenseHead(nn.Module):
-    """The usual sigmoid classifier ``z = W h + b``. Shapes: ``(..., d)`` -> ``(..., n)``."""
+    """The usual sigmoid classifier ``z = W h + b``. Shapes: ``(..., d)`` -> ``(..., n)``.
+
+    The linear map is ``self.linear``: no module inside a head may be named ``classifier`` (or ``score``), because
+    PEFT matches ``modules_to_save`` by name suffix and would wrap it a second time inside the head.
+    """
 
     def __init__(self, in_features: int, num_labels: int, init_std: float = 0.02):
         super().__init__()
-        self.classifier = nn.Linear(in_features, num_labels)
+        self.linear = nn.Linear(in_features, num_labels)
         self.init_std = init_std
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Normal weights with ``init_std`` and zero bias, as transformers initialises classifiers."""
         with torch.no_grad():
-            self.classifier.weight.normal_(0.0, self.init_std)
-            self.classifier.bias.zero_()
+            self.linear.weight.normal_(0.0, self.init_std)
+            self.linear.bias.zero_()
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """``(..., d)`` -> ``(..., n)``."""
-        return self.classifier(features)
+        return self.linear(features)
 
     def effective_head(self) -> tuple[np.ndarray, np.ndarray]:
         """``(W, b)`` in float64, shapes ``(n, d)`` and ``(n,)``."""
         return (
-            self.classifier.weight.detach().double().cpu().numpy(),
-            self.classifier.bias.detach().double().cpu().numpy(),
+            self.linear.weight.detach().double().cpu().numpy(),
+            self.linear.bias.detach().double().cpu().numpy(),
         )
 
 

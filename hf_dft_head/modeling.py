@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import WeightRenaming
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .configuration import DFTConfig
@@ -81,7 +83,9 @@ class DFTForMultiLabelClassification(DFTPreTrainedModel):
             encoder = AutoModel.from_config(config.encoder)
         self.encoder = drop_pooler(encoder)
         self.dropout = nn.Dropout(config.classifier_dropout)
-        self.head = build_head(config)
+        # Named `classifier` because PEFT's task_type="SEQ_CLS" keeps modules of that name trainable and saves
+        # them with the adapter; `head` is an alias. Checkpoint files keep the `head.*` names (HEAD_KEY_RENAMINGS).
+        self.classifier = build_head(config)
         self.post_init()
         # Saved checkpoints carry this code; let `AutoModel` (not only the sequence-classification
         # Auto class registered below) load them with trust_remote_code=True.
@@ -236,6 +240,16 @@ class DFTForMultiLabelClassification(DFTPreTrainedModel):
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states, attentions=attentions)
 
     @property
+    def head(self) -> nn.Module:
+        """The output head ``(..., d)`` -> ``(..., n)``: an alias of ``classifier``, for code older than the rename."""
+        return self.classifier
+
+    def __setattr__(self, name: str, value) -> None:
+        # nn.Module.__setattr__ files modules away without consulting properties: `model.head = new_head` would
+        # register a second, unused module. Route it to the real attribute instead.
+        super().__setattr__("classifier" if name == "head" else name, value)
+
+    @property
     def head_dtype(self) -> torch.dtype:
         """The dtype of the head's parameters (features are cast to it)."""
         return next(self.head.parameters()).dtype
@@ -282,6 +296,20 @@ class DFTForMultiLabelClassification(DFTPreTrainedModel):
         )
 
 
+# Checkpoint files name the head's weights as they were before the head became `classifier` (and the dense head's
+# linear map `linear`): `head.weight`, `head.dft.slack`, `head.up.weight`, `head.classifier.weight`, ... transformers
+# applies these renamings in order when loading and reverses them when saving, so files written before and after the
+# rename are identical and load into both versions of the code. Registered under the model type, so that it also
+# applies to subclasses and to the remote-code copy of this class.
+HEAD_KEY_RENAMINGS = (
+    (r"^head\.", "classifier."),
+    (r"^classifier\.classifier\.", "classifier.linear."),
+)
+register_checkpoint_conversion_mapping(
+    DFTConfig.model_type,
+    [WeightRenaming(source, target) for source, target in HEAD_KEY_RENAMINGS],
+    overwrite=True,
+)
 DFTConfig.register_for_auto_class()
 DFTForMultiLabelClassification.register_for_auto_class("AutoModelForSequenceClassification")
 

@@ -50,6 +50,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, get_linear_schedu
 
 from . import data as data_lib
 from .configuration import DFT_PATH_CHOICES, POOLINGS
+from .console import datasets_progress, progress_enabled
 from .label_order import label_order, order_statistics
 from .metrics.quality import multilabel_quality_report
 from .modeling import DFTForMultiLabelClassification
@@ -420,13 +421,14 @@ def compute_encoder_features(
     for name, split in dataset.items():
         lengths = np.fromiter((len(text) for text in split[data_lib.TEXT_COLUMN]), dtype=np.int64, count=len(split))
         order = np.argsort(lengths, kind="stable")
-        encoded = split.select(order).map(
-            encode,
-            batched=True,
-            batch_size=batch_size,
-            new_fingerprint=hashlib.sha256(f"{split._fingerprint}|{model_fingerprint}".encode()).hexdigest()[:16],
-            desc=f"Encoding {name} with the frozen encoder",
-        )
+        with datasets_progress():  # a long phase: its bar shows (unless --quiet)
+            encoded = split.select(order).map(
+                encode,
+                batched=True,
+                batch_size=batch_size,
+                new_fingerprint=hashlib.sha256(f"{split._fingerprint}|{model_fingerprint}".encode()).hexdigest()[:16],
+                desc=f"Encoding {name} with the frozen encoder",
+            )
         out[name] = encoded.select(np.argsort(order, kind="stable")).flatten_indices()
     model.train(was_training)
     return datasets.DatasetDict(out)
@@ -734,7 +736,13 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     log_path = output_dir / "log.jsonl"
     start = time.time()
     stop = False
-    progress = tqdm(total=total_steps, initial=state.global_step, disable=not is_main, desc="Training", unit="step")
+    progress = tqdm(
+        total=total_steps,
+        initial=state.global_step,
+        disable=not (is_main and progress_enabled()),
+        desc="Training",
+        unit="step",
+    )
 
     def log(record: dict[str, Any]) -> None:
         record = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time() - start, 3), **record}
@@ -825,6 +833,7 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     if is_main:
         write_json_atomic(output_dir / "eval_results.json", results)
         log({"final": results})
+        print(training_summary(results, args))
     if args.report_to:
         accelerator.end_training()
     accelerator.wait_for_everyone()
@@ -861,16 +870,35 @@ def _final_evaluation(
 
 
 def _report_data(loaded: data_lib.MultiLabelData, statistics: dict[str, Any], args: TrainingArguments) -> None:
-    sizes = {name: len(split) for name, split in loaded.dataset.items()}
-    logger.warning("Data: %s examples per split, %d labels.", sizes, loaded.num_labels)
+    """Print what the data looks like, for choosing k: a line for the sizes, a line per split."""
+    sizes = " / ".join(f"{len(split):,} {name}" for name, split in loaded.dataset.items())
+    print(f"Data: {sizes} examples, {loaded.num_labels} labels.")
     for name, split_stats in statistics.items():
         within = split_stats.get("share_within_guarantee")
-        logger.warning(
-            "%s: %.1f%% of examples have more than k=%d labels%s.",
-            name,
-            100 * split_stats["share_over_k"],
-            args.k,
-            f"; {100 * within:.1f}% are within the guarantee (<= 2k sign changes in {args.label_order} order)"
+        guarantee = (
+            f"; {100 * within:.1f}% within the guarantee (<= {2 * args.k} sign changes in {args.label_order} order)"
             if within is not None
-            else "",
+            else ""
         )
+        over = 100 * split_stats["share_over_k"]
+        print(f"  {name}: {over:.1f}% of examples have more than k={args.k} labels{guarantee}")
+
+
+def training_summary(results: dict[str, Any], args: TrainingArguments) -> str:
+    """A few lines: what was trained, the best evaluation, the test metrics, where the run is."""
+    head = {"dft": f"DFT head (k={args.k}, {args.slack_dims} slack dims, {args.label_order} order)"}.get(
+        args.head, f"{args.head} head"
+    )
+    best = next((entry for entry in results["history"] if entry["step"] == results["best_step"]), {})
+    metric = args.metric_for_best
+    lines = [
+        f"Trained a {head} for {results['epochs_completed']} epochs in {results['train_seconds']:.0f} s; best "
+        f"checkpoint at step {results['best_step']} (validation {metric} {best.get(metric, float('nan')):.4f})."
+    ]
+    shown = ("p@1", "p@3", "f1@5", "micro_f1", "macro_f1")
+    for split in ("validation", "test"):
+        if split in results:
+            values = "  ".join(f"{name} {results[split][name]:.4f}" for name in shown if name in results[split])
+            lines.append(f"  {split}: {values}")
+    lines.append(f"Checkpoint and records: {args.output_dir} (eval_results.json, label_statistics.json, log.jsonl)")
+    return "\n".join(lines)

@@ -20,6 +20,7 @@ from hf_dft_head import DFTForMultiLabelClassification, certificate
 from hf_dft_head.argmax import verify_label_sets
 from hf_dft_head.audit import dataset_spec
 from hf_dft_head.checkpoints import sha256_file
+from hf_dft_head.gale import gale_matrix
 from hf_dft_head.layers import DFTHead, DFTLayer
 
 
@@ -69,9 +70,13 @@ def test_rule_in_circle_order_agrees_with_an_lp_over_all_sets(n, k):
     """Every one of the 2^n sets: the engine's rule with a non-identity order against an independent full LP on the
     permuted matrix, and against sign changes counted by hand in circle order."""
     order = permutation(n, seed=n + k)
-    weight = explicit_gale(n, k)[order]
+    weight = explicit_gale(n, k)[order]  # the LP's matrix, written out entry by entry
     sets = [tuple(np.flatnonzero(bits)) for bits in itertools.product((0, 1), repeat=n)]
-    verdicts = verify_label_sets(weight, None, [list(s) for s in sets], dft_k=k, label_order=order, progress=False)
+    # The engine's rule decides only for G bit for bit, as the package computes it.
+    engine_weight = gale_matrix(n, k)[order]
+    verdicts = verify_label_sets(
+        engine_weight, None, [list(s) for s in sets], dft_k=k, label_order=order, progress=False
+    )
     for labels, verdict in zip(sets, verdicts):
         on_circle = np.zeros(n, dtype=int)
         on_circle[order[list(labels)]] = 1  # position order[i] holds label i

@@ -1,17 +1,20 @@
 """The sign-change rule of the DFT output layer, its certificates, and exact counting helpers.
 
-For the pure DFT layer ``z = G(n, k) x`` (DESIGN.md section 3) a label set is argmaxable iff
+For the pure DFT layer ``z = G(n, k) x`` (Grivas, Vergari & Lopez, AAAI 2024) a label set is argmaxable iff
 its 0/1 indicator, read in circle order (label ``i`` sits at position ``label_order[i]``),
-has at most ``2k`` sign changes between consecutive positions. Everything here is exact
-integer work over label sets stored as CSR arrays (see :mod:`.label_sets`), vectorised
-over all sets at once.
+has at most ``2k`` sign changes between consecutive positions. The theorem is about the exact
+(real) ``G``; it says nothing about a rounded copy of ``G`` (float32 rounding moves rows by ~1e-9,
+enough to close regions of that size), which is why :func:`.verify.prepare_head` applies the rule only
+to the float64 ``gale_matrix`` bit for bit. Everything here is exact integer work over label sets
+stored as CSR arrays (see :mod:`.label_sets`), vectorised over all sets at once.
 
 The "no" answer can be backed by a Farkas certificate without any LP: the trigonometric
 polynomials of degree ``k`` form a Haar (Chebyshev) system of dimension ``2k + 1`` on the
 circle, so the unique linear dependency between ``2k + 2`` rows of ``G`` taken in circle
 order alternates in sign. Taking one label from each of ``2k + 2`` consecutive runs of the
 indicator (alternately in and out of the set) makes ``y_i = sigma_i v_i`` non-negative,
-which is exactly the certificate checked by :func:`.lp.check_farkas_certificate`.
+which is exactly the certificate checked by :func:`.lp.check_farkas_certificate`; the engine then
+proves it in exact arithmetic over the float64 ``G`` (:func:`.exact.prove_farkas`).
 """
 
 from __future__ import annotations
@@ -167,7 +170,7 @@ def count_sign_patterns(num_labels: int, dim: int, *, bias: bool) -> int:
     """Exact number of argmaxable sign patterns of ``n`` hyperplanes in general position in ``R^dim``.
 
     * ``bias=False`` (central hyperplanes ``w_i . x = 0``): Cover's count
-      ``C(n, d) = 2 * sum_{j < d} binom(n - 1, j)`` (DESIGN.md section 1).
+      ``C(n, d) = 2 * sum_{j < d} binom(n - 1, j)`` (Cover, 1965).
     * ``bias=True`` (affine hyperplanes ``w_i . x + b_i = 0`` with generic ``b``): the regions of
       an affine arrangement, ``sum_{j <= d} binom(n, j)``; equal to ``C(n + 1, d + 1) / 2`` (the
       homogenised arrangement cut by ``t > 0``).

@@ -2,9 +2,13 @@
 
 Pipeline for every label set (sign pattern ``sigma``: +1 on the set, -1 elsewhere):
 
-1. DFT heads (``dft_k`` given): the exact sign-change rule, vectorised over all sets. Without
-   slack columns it decides both ways; a "no" is backed by a Farkas certificate built from
-   ``2k + 2`` rows (no LP). With slack columns its "yes" is final and its "no" goes to the LP.
+1. DFT heads (``dft_k`` given, and the first ``2k + 1`` columns bit for bit the float64
+   :func:`hf_dft_head.gale.gale_matrix`): the sign-change rule, vectorised over all sets. The rule is a
+   theorem about the exact (real) ``G``: its "yes" means the DFT layer in exact arithmetic realises the
+   set (with slack columns too: slack inputs zero); it does not check the float64 or float32 rounding of
+   ``G`` (``rule_only=False`` adds an LP witness that does). Without slack columns its "no" is backed by a
+   Farkas certificate built from ``2k + 2`` rows (no LP), proven in exact arithmetic over the float64
+   matrix; with slack columns, or if that proof fails, the "no" goes to the LP.
 2. Any other set, in stages that stop as soon as the status *and* the epsilon decision are proven:
 
    a. the Chebyshev LP restricted to a small subspace (the set's rows and the most threatening
@@ -22,9 +26,12 @@ Pipeline for every label set (sign pattern ``sigma``: +1 on the set, -1 elsewher
 
    ``constraint_generation=False`` skips all this and solves one LP over all rows per set (the
    paper's approach), for comparison.
-3. Every witness is re-checked in float64 and in the model's dtype and every certificate
-   with :func:`.lp.check_farkas_certificate`; a failed check gives "undecided", never
-   "unargmaxable".
+3. Every verdict is proven over the float64 values of ``(W, b)`` taken as exact rationals (:mod:`.exact`):
+   "argmaxable" (method ``"lp"``) only with a witness ``x`` whose signs hold in exact arithmetic *and* with
+   the logits computed in the model's dtype; "unargmaxable" only with a Farkas certificate proven in exact
+   arithmetic (no ``x`` anywhere); everything else "undecided" with its reason. A region that exists in
+   exact arithmetic but below the dtype's resolution ends "undecided" with its exact witness attached
+   (``witness_exact=True``, ``witness_in_dtype=False``).
 
 Verdicts do not depend on ``n_jobs``: every set is solved on its own, in a fresh HiGHS model.
 """
@@ -41,13 +48,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..gale import check_label_order, gale_matrix
+from .exact import prove_box_empty, prove_farkas
 from .label_sets import as_label_sets, signs_from_labels
 from .lp import (
     CERTIFICATE_TOLERANCE,
     DEFAULT_BOX,
     DEFAULT_EPSILON,
     Problem,
-    check_farkas_certificate,
     check_witness,
     maximise_radius,
     min_norm_point,
@@ -77,17 +84,24 @@ class Verdict:
         radius_exact: whether ``radius`` is the LP optimum rather than a bound.
         epsilon_argmaxable: ``relative_radius >= epsilon`` proven (True), disproven (False), or
             ``None`` when the radius was not computed.
-        witness: ``(m,)`` input ``x`` realising the set (checked in float64 and the model dtype).
-        certificate: Farkas weights ``y >= 0`` on ``certificate_rows`` (see
+        witness: ``(m,)`` input ``x`` realising the set: its signs hold in exact arithmetic over the float64
+            head and with the logits computed in the model dtype (argmaxable); on an undecided verdict, an
+            input whose signs hold in exact arithmetic only (``witness_in_dtype`` False).
+        certificate: float64 approximation of an exact Farkas certificate ``y >= 0`` on ``certificate_rows``
+            (the exact one is the unique null vector of those signed rows; see
             :func:`.lp.check_farkas_certificate`), scaled so that ``sum y_i ||w_i|| = 1``.
         certificate_rows: int row ids (labels) that ``certificate`` refers to.
         method: ``"rule"`` (the DFT sign-change rule decided) or ``"lp"``.
         reason: a human-readable justification.
-        outside_box: argmaxable, but every input realising the set lies outside ``|x|_inf <= box``
-            (the witness is such an input; radius inside the box is 0). Matters when the box is a
-            true bound on the inputs, e.g. tanh features.
+        outside_box: argmaxable, and proven that no input with ``|x|_inf <= box`` realises the set
+            (the witness lies outside; radius inside the box is 0). Matters when the box is a true
+            bound on the inputs, e.g. tanh features.
         seconds, cpu_seconds: wall-clock and CPU time spent on this set (0 for sets decided by
             the vectorised rule alone).
+        witness_exact: the witness's signs hold in exact arithmetic over the float64 head (``None``: no
+            witness).
+        witness_in_dtype: the witness's signs hold with the logits computed in the model's dtype
+            (``None``: no witness).
     """
 
     labels: tuple[int, ...]
@@ -105,6 +119,8 @@ class Verdict:
     outside_box: bool = False
     seconds: float = 0.0
     cpu_seconds: float = 0.0
+    witness_exact: bool | None = None
+    witness_in_dtype: bool | None = None
 
     def to_dict(self) -> dict:
         """JSON-friendly dict (arrays become lists)."""
@@ -128,6 +144,9 @@ class Head:
         label_order: ``(n,)`` circle positions (``None``: identity).
         slack_dims: columns after the DFT block.
         dft_max_abs_error: ``max |W[:, :2k+1] - G[label_order]|`` (``None`` without ``dft_k``).
+        dft_rule: the sign-change rule applies: the DFT block is bit for bit the float64 ``gale_matrix``
+            and the bias is exactly constant. ``False`` with ``dft_k`` set: a near-``G`` head accepted
+            by ``dft_atol``, decided by the LP alone.
     """
 
     weight: np.ndarray
@@ -140,6 +159,7 @@ class Head:
     label_order: np.ndarray | None = None
     slack_dims: int = 0
     dft_max_abs_error: float | None = None
+    dft_rule: bool = False
     _lifted: tuple | None = field(default=None, repr=False)
 
     @property
@@ -151,16 +171,19 @@ class Head:
         return self.weight.shape[1]
 
 
-def prepare_head(weight, bias=None, *, dft_k: int | None = None, label_order=None, dft_atol: float = 1e-6) -> Head:
+def prepare_head(weight, bias=None, *, dft_k: int | None = None, label_order=None, dft_atol: float = 0.0) -> Head:
     """Validate a head given as its effective matrix and bias (numpy arrays or tensors).
 
     Args:
         weight: ``(n, m)`` effective matrix in the head's own input space.
         bias: ``(n,)`` or ``None`` (zero).
         dft_k: claim that ``weight[:, :2k+1]`` equals ``G(n, k)`` (rows permuted by
-            ``label_order``); checked against :func:`hf_dft_head.gale.gale_matrix`.
+            ``label_order``), checked against :func:`hf_dft_head.gale.gale_matrix` bit for bit (as
+            ``DFTHead.effective_head()`` returns it): the sign-change rule is a theorem about ``G`` only.
         label_order: ``(n,)`` position on the circle of each label; only with ``dft_k``.
-        dft_atol: largest accepted absolute deviation from ``G`` (float32 storage is ~1e-9).
+        dft_atol: largest deviation from ``G`` (and spread of the bias) accepted for a head that is not
+            ``G`` bit for bit, e.g. float32-rounded ``G`` (~1e-9); such a head is decided by the LP alone
+            (``dft_rule`` False), never by the rule. Default 0: such heads are refused.
 
     Raises:
         ValueError: wrong shapes, NaN/inf (naming the row), a failed DFT claim, a bias that is
@@ -200,11 +223,14 @@ def prepare_head(weight, bias=None, *, dft_k: int | None = None, label_order=Non
     error = float(np.abs(weight[:, :width] - gale).max())
     if error > dft_atol:
         raise ValueError(
-            f"dft_k={dft_k}: weight[:, :{width}] differs from the Gale matrix G({n}, {dft_k}) by up to {error:.3g} "
-            f"(> dft_atol={dft_atol:g}). Pass the head's effective matrix [G | S], the right label_order, "
-            f"or dft_k=None to use the LP only."
+            f"dft_k={dft_k}: weight[:, :{width}] differs from the Gale matrix G({n}, {dft_k}) in float64 by up to "
+            f"{error:.3g} (> dft_atol={dft_atol:g}); the sign-change rule is a theorem about G only. Pass the "
+            f"head's effective matrix [G | S] in float64 as DFTHead.effective_head() returns it (G from "
+            f"hf_dft_head.gale.gale_matrix, not rounded to float32), the right label_order, or dft_k=None to "
+            f"decide every set by the LP (a positive dft_atol does the same while checking the claim)."
         )
-    if np.ptp(bias) > dft_atol * max(1.0, float(np.abs(bias).max())):
+    spread = float(np.ptp(bias))
+    if spread > dft_atol * max(1.0, float(np.abs(bias).max())):
         raise ValueError(
             "with dft_k the bias must be the same for every label (it is absorbed by G's constant column); "
             "fold the head's bias into x or pass dft_k=None to use the LP only."
@@ -213,6 +239,7 @@ def prepare_head(weight, bias=None, *, dft_k: int | None = None, label_order=Non
     head.label_order = order
     head.slack_dims = m - width
     head.dft_max_abs_error = error
+    head.dft_rule = error == 0.0 and spread == 0.0
     return head
 
 
@@ -241,6 +268,7 @@ class VerificationResult:
         num_labels, dim: shape of the head.
         dft_k, slack_dims, dft_max_abs_error: the DFT claim and its measured deviation.
         settings: the options used.
+        dft_rule: whether the sign-change rule was used (the DFT block is bit for bit the float64 ``G``).
     """
 
     verdicts: list[Verdict]
@@ -250,6 +278,7 @@ class VerificationResult:
     slack_dims: int
     dft_max_abs_error: float | None
     settings: Settings = field(default_factory=Settings)
+    dft_rule: bool = False
 
     def __len__(self) -> int:
         return len(self.verdicts)
@@ -279,6 +308,7 @@ class VerificationResult:
             "dft_k": self.dft_k,
             "slack_dims": self.slack_dims,
             "dft_max_abs_error": self.dft_max_abs_error,
+            "dft_rule": self.dft_rule,
             "settings": asdict(self.settings),
             "counts": self.counts(),
             "verdicts": [v.to_dict() for v in self.verdicts],
@@ -286,14 +316,17 @@ class VerificationResult:
 
 
 def _certificate_verdict(head: Head, labels: np.ndarray, signs, rows, y, s: Settings, method: str, reason: str):
-    """An "unargmaxable" verdict if ``y`` on ``rows`` passes the check, else ``None``."""
+    """An "unargmaxable" verdict if the support of ``y`` (on ``rows``) carries an exact Farkas certificate, else
+    ``None``. The verdict stores a float64 approximation of that exact certificate, on its (possibly smaller)
+    support, scaled so that ``sum y_i ||w_i|| = 1``."""
     keep = y > 0
-    rows, y = rows[keep], y[keep]
+    proof = prove_farkas(head.weight, head.bias, signs, rows[keep], y[keep])
+    if not proof.valid:
+        return None
+    rows, y = proof.rows, proof.weights
     scale = float(y @ head.norms[rows])
     y = y / scale if scale > 0 else y / y.sum()
-    check = check_farkas_certificate(head.weight, head.bias, signs, y, s.certificate_tol, rows=rows, box=s.box)
-    if not check:
-        return None
+    residual = float(np.linalg.norm((y * signs[rows]) @ head.weight[rows]))
     return Verdict(
         tuple(labels.tolist()),
         UNARGMAXABLE,
@@ -305,15 +338,28 @@ def _certificate_verdict(head: Head, labels: np.ndarray, signs, rows, y, s: Sett
         certificate=y,
         certificate_rows=rows,
         method=method,
-        reason=f"{reason}; Farkas certificate on {len(rows)} rows: {check.reason}",
+        reason=f"{reason}; Farkas certificate on {len(rows)} rows proven in exact arithmetic ({proof.reason}; "
+        f"float residual {residual:.2g})",
     )
 
 
 def _witness_verdict(head, labels, signs, x, s: Settings, *, upper, exact, reason):
-    """An "argmaxable" verdict if ``x`` passes both sign checks, else an "undecided" one."""
+    """An "argmaxable" verdict if the signs of ``x`` hold in exact arithmetic and in the model's dtype, else an
+    "undecided" one (which keeps ``x`` when only the dtype check failed: the region is real but too thin)."""
     check = check_witness(head.weight, head.bias, signs, x, dtype=s.dtype, box=s.box, norms=head.norms)
     label_tuple = tuple(labels.tolist())
     if not check:
+        if check.exact:
+            return Verdict(
+                label_tuple,
+                UNDECIDED,
+                radius_upper=None if upper is None else upper * s.box,
+                witness=x,
+                witness_exact=True,
+                witness_in_dtype=False,
+                reason=f"region exists in exact arithmetic but is below the resolution of {s.dtype}: {check.reason} "
+                f"({reason})",
+            )
         return Verdict(
             label_tuple,
             UNDECIDED,
@@ -335,7 +381,9 @@ def _witness_verdict(head, labels, signs, x, s: Settings, *, upper, exact, reaso
         radius_exact=exact,
         epsilon_argmaxable=epsilon_flag,
         witness=x,
-        reason=f"{reason}; witness checked in float64 and {s.dtype}",
+        witness_exact=True,
+        witness_in_dtype=True,
+        reason=f"{reason}; witness: {check.reason}",
     )
 
 
@@ -536,10 +584,13 @@ def _decide_by_lp(
             exact=outcome.kind == "optimal",
             reason=f"Chebyshev LP, {len(outcome.rows)} of {n} rows, {outcome.rounds} solves",
         )
-    if known_witness is not None:
-        return _outside_box(head, labels, signs, known_witness, outcome.rho_upper, s)
-    # Sub-problem optimum <= 0: the full optimum is too. Turn the duals into a certificate.
+    # Sub-problem optimum <= ZERO_RADIUS: the full optimum is too. Its duals (in x units) may prove that the
+    # region misses the box, and may be a certificate that it is empty.
     rows = outcome.rows
+    box_weights = outcome.duals / head.norms[rows] if len(outcome.duals) == len(rows) else np.zeros(len(rows))
+    box_proof = (rows, box_weights, outcome.rho_upper)
+    if known_witness is not None:
+        return _beyond_box_lp(head, labels, signs, known_witness, box_proof, s)
     reason = f"Chebyshev LP optimum {outcome.rho_upper:.3g} <= 0 on {len(rows)} of {n} rows"
     for duals in (outcome.duals, None):
         if duals is None:
@@ -547,38 +598,50 @@ def _decide_by_lp(
         verdict = _certificate_verdict(head, labels, signs, rows, duals / head.norms[rows], s, "lp", reason)
         if verdict is not None:
             return verdict
-    return _decide_homogenised(head, labels, signs, rows, outcome.rho_upper, s)
+    return _decide_homogenised(head, labels, signs, rows, box_proof, s)
 
 
-def _outside_box(head, labels, signs, x, box_upper: float, s: Settings) -> Verdict:
-    """Argmaxable by the witness ``x``, but the boxed LP found no interior point: the region misses the box."""
-    verdict = _witness_verdict(
-        head,
-        labels,
-        signs,
-        x,
-        s,
-        upper=max(box_upper, 0.0),
-        exact=False,
-        reason=f"region lies outside the box |x|_inf <= {s.box:g}",
-    )
-    if verdict.status == ARGMAXABLE:
-        # The boxed optimum was <= 0: the (open) region misses the box, so the radius there is 0.
-        verdict.radius, verdict.relative_radius, verdict.epsilon_argmaxable = 0.0, 0.0, False
-        verdict.outside_box = True
+def _beyond_box_lp(head, labels, signs, x, box_proof: tuple, s: Settings) -> Verdict:
+    """Verdict for a witness ``x`` of a set whose boxed Chebyshev LP optimum was ``<= ZERO_RADIUS``.
+
+    ``box_proof`` is ``(rows, y, rho_upper)``: the boxed LP's rows, its duals in x units and its optimum.
+    ``outside_box`` is set only when ``x`` lies outside the box *and* the duals prove (:func:`.exact.prove_box_empty`)
+    that no input inside the box realises the set; otherwise the region may reach into the box, too thin for the
+    LP: the radius is the witness's own (proven) one when ``x`` is inside, else the lower bound 0.
+    """
+    rows, weights, box_upper = box_proof
+    inside = bool(np.abs(x).max() <= s.box)
+    missed = not inside and prove_box_empty(head.weight, head.bias, signs, rows, weights, s.box)
+    if missed:
+        reason = f"region lies outside the box |x|_inf <= {s.box:g} (proven by the boxed LP's duals)"
+    elif inside:
+        reason = f"boxed Chebyshev LP optimum {box_upper:.3g} <= 0: region thinner than the LP's resolution"
+    else:
+        reason = (
+            f"witness outside the box |x|_inf <= {s.box:g}, boxed LP optimum {box_upper:.3g} <= 0; not proven "
+            "that the region misses the box"
+        )
+    verdict = _witness_verdict(head, labels, signs, x, s, upper=max(box_upper, 0.0), exact=False, reason=reason)
+    if verdict.status == ARGMAXABLE and not inside:
+        # The witness's distance to the hyperplanes is not a radius inside the box: 0 is the proven bound.
+        verdict.radius, verdict.relative_radius = 0.0, 0.0
+        verdict.epsilon_argmaxable = False if (missed or box_upper < s.epsilon) else None
+        verdict.outside_box = missed
     return verdict
 
 
-def _decide_homogenised(head: Head, labels, signs, seed_rows, box_upper: float, s: Settings) -> Verdict:
+def _decide_homogenised(head: Head, labels, signs, seed_rows, box_proof: tuple, s: Settings) -> Verdict:
     """Exact decision without a box: Chebyshev LP of the cone ``sigma_i (w_i . u + b_i t / tau) > 0, t > 0``.
 
     Used when the boxed LP has no interior point but its duals are no certificate, i.e. the
-    box binds: a region may exist beyond ``|x|_inf <= B``.
+    box binds (a region may exist beyond ``|x|_inf <= B``) or the region is thinner than the LP's
+    resolution. ``box_proof``: see :func:`_beyond_box_lp`.
     """
     n, m = head.weight.shape
     label_tuple = tuple(labels.tolist())
     lifted, lifted_norms, scale = _lifted_problem(head, signs)
     outcome = maximise_radius(lifted, np.r_[seed_rows, n], exact=False, epsilon=0.0, time_limit=s.time_limit)
+    box_upper = box_proof[2]
     if outcome.kind == "error":
         return Verdict(label_tuple, UNDECIDED, reason=f"homogenised LP failed: {outcome.message}")
     if outcome.kind == "nonpositive":
@@ -588,9 +651,15 @@ def _decide_homogenised(head: Head, labels, signs, seed_rows, box_upper: float, 
             )
             if verdict is not None:
                 return verdict
-        return Verdict(label_tuple, UNDECIDED, reason="LP optimum <= 0 but no certificate passed the check")
+        return Verdict(
+            label_tuple,
+            UNDECIDED,
+            radius_upper=max(box_upper, 0.0) * s.box,
+            reason="LP optimum <= 0 but no Farkas certificate holds in exact arithmetic: the region, if any, is "
+            "thinner than the LP's resolution",
+        )
     v, t = outcome.u[:m], outcome.u[m]
-    return _outside_box(head, labels, signs, scale * v / t, box_upper, s)
+    return _beyond_box_lp(head, labels, signs, scale * v / t, box_proof, s)
 
 
 def _decide(head: Head, labels: np.ndarray, rule_says: bool | None, changes: int | None, s: Settings) -> Verdict:
@@ -609,12 +678,23 @@ def _decide(head: Head, labels: np.ndarray, rule_says: bool | None, changes: int
             verdict.radius, verdict.radius_upper = lp.radius, lp.radius_upper
             verdict.relative_radius, verdict.radius_exact = lp.relative_radius, lp.radius_exact
             verdict.epsilon_argmaxable, verdict.witness = lp.epsilon_argmaxable, lp.witness
+            verdict.witness_exact, verdict.witness_in_dtype = lp.witness_exact, lp.witness_in_dtype
             verdict.reason += f"; {lp.reason}"
         else:
-            # The theorem holds in exact arithmetic; the region is too thin for the LP to see.
+            # The theorem holds for the exact G; no witness passed both checks on the float64 head and the
+            # model's dtype (an exact-only witness is kept), so the region is thinner than they resolve.
             verdict.radius, verdict.relative_radius, verdict.epsilon_argmaxable = 0.0, 0.0, False
             verdict.radius_upper = lp.radius_upper
-            verdict.reason += f"; region below LP resolution ({lp.status}: {lp.reason})"
+            verdict.witness, verdict.witness_exact, verdict.witness_in_dtype = (
+                lp.witness,
+                lp.witness_exact,
+                lp.witness_in_dtype,
+            )
+            if lp.status == UNARGMAXABLE:
+                note = "the float64 rounding of G has no such region (Farkas certificate in exact arithmetic)"
+            else:
+                note = f"no witness holds in exact arithmetic and in {s.dtype}"
+            verdict.reason += f"; region below the resolution of the float64 head or {s.dtype}: {note} ({lp.reason})"
         return verdict
     signs = signs_from_labels(labels, head.num_labels)
     if head.slack_dims == 0:
@@ -680,7 +760,7 @@ def verify_label_sets(
     time_limit: float | None = None,
     n_jobs: int = 1,
     progress: bool = True,
-    dft_atol: float = 1e-6,
+    dft_atol: float = 0.0,
 ) -> VerificationResult:
     """Decide, for every label set, whether the head can output exactly that set.
 
@@ -690,25 +770,30 @@ def verify_label_sets(
         bias: ``(n,)`` or ``None``.
         label_sets: label-id lists (empty lists allowed), multi-hot rows ``(num_sets, n)`` with
             ``multi_hot=True``, or a :class:`.label_sets.LabelSets`.
-        dft_k: the first ``2k + 1`` columns of ``weight`` are ``G(n, k)`` (checked; the maximum
-            deviation is reported as ``dft_max_abs_error``): use the exact sign-change rule.
+        dft_k: the first ``2k + 1`` columns of ``weight`` are ``G(n, k)`` (checked bit for bit against the
+            float64 :func:`hf_dft_head.gale.gale_matrix`; the maximum deviation is reported as
+            ``dft_max_abs_error``): use the sign-change rule, a theorem about the exact ``G``.
         label_order: ``(n,)`` circle position of each label, for the rule.
         multi_hot: ``label_sets`` are multi-hot rows.
         epsilon: threshold on the relative radius ``r / box`` for ``epsilon_argmaxable``
             (default 1e-6; see :mod:`.lp` for why, and for the solver tolerances below it).
         box: ``B``, half-width of the box holding the Chebyshev centre (default 1e4).
-        dtype: the model's dtype; witnesses are re-checked in it as well as in float64.
+        dtype: the model's dtype; a witness's signs must hold in exact arithmetic over the float64 head
+            and with the logits computed in this dtype.
         exact_radius: run the LP to optimality for every set; otherwise stop as soon as the
             status and the epsilon decision are settled (``radius`` is then a proven lower bound).
-        rule_only: for DFT heads, accept the rule's "yes" without an LP (no radius, no witness).
+        rule_only: for DFT heads, accept the rule's "yes" (a theorem about the exact ``G``) without an LP
+            (no radius, no witness); ``False`` adds an LP witness checked on the float64 head and in ``dtype``.
         constraint_generation: ``False`` solves one LP over all ``n`` rows per set (the paper's
             approach, for comparison).
         subspace_search: try the cheap subspace witness search first.
-        certificate_tol: relative rounding tolerance of certificate checks (default 1e-12).
+        certificate_tol: kept for compatibility; verdicts no longer depend on it (certificates are proven
+            in exact arithmetic). It is the residual screen of :func:`.lp.check_farkas_certificate`.
         time_limit: HiGHS seconds per LP solve (``None``: no limit); a hit gives "undecided".
         n_jobs: worker processes (``-1``: all cores); results do not depend on it.
         progress: show a tqdm progress bar.
-        dft_atol: tolerance of the ``dft_k`` check.
+        dft_atol: deviation from ``G`` accepted under ``dft_k`` for a head that is not ``G`` bit for bit
+            (e.g. float32-rounded); such a head is decided by the LP alone. Default 0: refused.
 
     Returns:
         :class:`VerificationResult`, one :class:`Verdict` per set in input order.
@@ -730,7 +815,7 @@ def verify_label_sets(
     )
     verdicts: list[Verdict | None] = [None] * len(sets)
     tasks: list[tuple[int, np.ndarray, bool | None, int | None]] = []
-    if head.dft_k is not None:
+    if head.dft_rule:
         changes = count_sign_changes(sets.indptr, circle_positions(sets, head.label_order), head.num_labels)
         says = changes <= 2 * head.dft_k
         for i in range(len(sets)):
@@ -772,6 +857,7 @@ def verify_label_sets(
         slack_dims=head.slack_dims,
         dft_max_abs_error=head.dft_max_abs_error,
         settings=settings,
+        dft_rule=head.dft_rule,
     )
 
 
