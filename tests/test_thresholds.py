@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.numpy import load_file
 from scipy.optimize import linprog
-from transformers import AutoConfig, BertConfig, BertModel, BertTokenizerFast
+from transformers import AutoConfig, BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
 
 from hf_dft_head import DFTForMultiLabelClassification, audit, certificate, cli
 from hf_dft_head.audit import dataset_spec
@@ -361,6 +361,35 @@ def test_keep_guarantee_needs_a_head_with_an_input_bias(tmp_path, data, capsys) 
     code = run_cli("tune-thresholds", checkpoint, "--data-files", *data_files(data), "--keep-guarantee", "--quiet")
     assert code == 2 and "dense head" in capsys.readouterr().err
     assert (checkpoint / "config.json").read_bytes() == config and not (checkpoint / THRESHOLDS_RECORD).exists()
+
+
+def test_a_stock_classifier_gets_thresholds_too(tmp_path, data, capsys) -> None:
+    """Any multi-label checkpoint: the thresholds go into its (BERT) config, and the audit sees them."""
+    torch.manual_seed(1)
+    config = BertConfig(
+        vocab_size=len(WORDS),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=37,
+        id2label=dict(enumerate(LABELS)),
+        problem_type="multi_label_classification",
+    )
+    stock = tmp_path / "stock"
+    BertForSequenceClassification(config).eval().save_pretrained(stock)
+    BertTokenizerFast(vocab={word: i for i, word in enumerate(WORDS)}).save_pretrained(stock)
+    code = run_cli("tune-thresholds", stock, "--data-files", *data_files(data), "--keep-guarantee", "--quiet")
+    assert code == 2 and "stock classifier" in capsys.readouterr().err
+    tuned = tmp_path / "tuned"
+    assert run_cli("tune-thresholds", stock, "--data-files", *data_files(data), "--output-dir", tuned, "--quiet") == 0
+    record = json.loads((tuned / THRESHOLDS_RECORD).read_text())
+    model, _ = load_checkpoint(tuned)
+    assert type(model).__name__ == "BertForSequenceClassification"
+    assert model.config.logit_thresholds == record["tuned_logit_thresholds"]
+    head = audit.find_sigmoid_head(model)
+    assert head.kind == "stock" and head.thresholds_kind == "per_label" and not head.rule_applies
+    weight, bias = head.decision_head()
+    assert np.array_equal(bias, head.bias - np.asarray(record["tuned_logit_thresholds"]))
 
 
 # ----------------------------------------------------------------------------------------------------------------
