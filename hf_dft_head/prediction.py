@@ -33,9 +33,9 @@ class LabelSetPrediction:
     Attributes:
         labels: predicted label names, highest score first (ties: lower label id first).
         scores: their sigmoid probabilities, aligned with ``labels``.
-        within_guarantee: DFT head with a uniform threshold: whether the set has at most ``2k`` sign changes in
-            circle order, i.e. lies in the family of sets the head provably can output. ``None`` when the rule does
-            not decide it: a dense, bottleneck or stock head, or non-uniform per-label thresholds.
+        within_guarantee: DFT head: whether the set has at most ``2k`` sign changes in circle order, i.e. lies in
+            the family of sets the head provably can output (with any thresholds: see :func:`decide_label_sets`).
+            ``None`` for a dense, bottleneck or stock head, which has no such guarantee.
     """
 
     labels: list[str]
@@ -85,17 +85,18 @@ def decide_label_sets(
     thresholds, the ``top_k`` with the highest logits are kept (for exactly the ``top_k`` best labels pass
     ``threshold=0``).
 
-    The guarantee flag (DFT heads): ``G``'s first column is constant, so a uniform threshold ``t`` only shifts
-    ``x_0`` and the head can output exactly the same sets at any uniform threshold; the rule "at most ``2k``
-    sign changes in circle order" then decides. Per-label thresholds that differ act as a bias outside that
-    column, so the flag is ``None`` (not decided by the rule), as for heads without a guarantee.
+    The guarantee flag (DFT heads): the head is linear in its input (``z = W x``, no bias), so a set whose signs
+    ``W x`` realises with margin ``delta`` keeps them at ``s x`` minus any thresholds once ``s > max |t| / delta``
+    (a threshold of ``+inf`` or ``-inf`` only fixes a label that the predicted set already respects). Every set
+    with at most ``2k`` sign changes in circle order therefore stays outputtable whatever the thresholds, and the
+    flag is that rule. (Thresholds may make further sets outputtable; the flag does not claim those.)
     """
     logits = np.asarray(logits)  # kept in its dtype: (B, n) can be large; only the chosen scores go to float64
     n = int(config.num_labels)
     if logits.ndim != 2 or logits.shape[1] != n:
         raise ValueError(f"logits must have shape (batch, num_labels={n}), got {logits.shape}.")
     check_top_k(top_k)
-    thresholds, uniform = decision_thresholds(config, threshold)
+    thresholds, _ = decision_thresholds(config, threshold)
     above = logits > thresholds
     chosen = np.zeros_like(above)
     id2label = config.id2label or {}
@@ -106,7 +107,7 @@ def decide_label_sets(
         chosen[row, ids] = True
         results_ids.append(ids)
     flags = [None] * len(results_ids)
-    if getattr(config, "head_kind", None) == "dft" and uniform:
+    if getattr(config, "head_kind", None) == "dft":
         changes = circle_sign_changes(chosen, getattr(config, "label_order", None))
         flags = [bool(count <= 2 * config.k) for count in changes]
     return [

@@ -104,7 +104,8 @@ def test_pipeline_honours_the_checkpoint_logit_thresholds(tmp_path):
     outputs = classify(items)
     for output, row in zip(outputs, reference_logits(model, items)):
         assert output["labels"] == by_hand(row, thresholds)[0]
-        assert output["within_guarantee"] is None
+        # Finite thresholds keep every set of the guarantee outputtable: the flag is still the rule.
+        assert isinstance(output["within_guarantee"], bool)
     assert [o["labels"] for o in classify(items, threshold=0.5)] == [
         by_hand(row, np.zeros(N_LABELS))[0] for row in reference_logits(model, items)
     ]
