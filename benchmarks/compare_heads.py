@@ -20,12 +20,12 @@ Data sets:
 DFT configurations with 2k + 1 + slack > n (the layer needs at most as many columns as labels) cannot be built;
 they are listed as skipped, not silently dropped.
 
-How argmaxability is decided: by the project's engine, ``hf_dft_head.argmax.verify_label_sets`` (docs/theory.md),
-in the space the head's last affine map reads (``x = P h + c`` for DFT heads, the r-wide middle layer for
-bottleneck heads, the encoder features for the dense head). For a DFT head the engine applies the exact sign-change
-rule (at most 2k sign changes in the head's circle order); without slack that decides every set, with slack the sets the rule
-rejects go to the Chebyshev-radius LP inside ``|x|_inf <= 1e4``, as do all sets of the other heads. One shortcut
-is taken here: a weight with at least as many columns as labels and full row rank (the dense head, d = 384 >= n)
+How argmaxability is decided: by the project's engine, ``hf_dft_head.argmax.verify_label_sets`` (docs/theory.md), in
+the space the head's last affine map reads (``x = P h + c`` for DFT heads, the r-wide middle layer for bottleneck
+heads, the encoder features for the dense head). For a DFT head the engine applies the exact sign-change rule (at
+most 2k sign changes in the head's circle order); without slack that decides every set, with slack the sets the rule
+rejects go to the Chebyshev-radius LP inside ``|x|_inf <= 1e4``, as do all sets of the other heads. One shortcut is
+taken here: a weight with at least as many columns as labels and full row rank (the dense head, d = 384 >= n)
 reaches every logit vector, so every set is outputtable without an LP. Sets the engine cannot decide are counted as
 "undecided" and shown in the table, never as outputtable.
 The statement is about the head's input space: whether the frozen encoder can produce the needed features is a
