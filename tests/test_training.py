@@ -337,3 +337,20 @@ def test_pos_weight_auto_and_from_a_file(toy_data, minilm_path, tmp_path, capsys
     weight_file.write_text(json.dumps({"no_such_label": 2.0}))
     code = cli_main([*train_args(toy_data, tmp_path / "bad", minilm_path), "--pos-weight", str(weight_file)])
     assert code == 2 and "labels not in the data: ['no_such_label']" in capsys.readouterr().err
+
+
+def test_unset_options_take_the_defaults_of_the_training_mode(tmp_path):
+    """learning rate, dropout, epochs and batch size left unset: the head-only recipe with --freeze-encoder, the usual
+    fine-tuning values otherwise; a value given explicitly is kept, and the run records the values it used."""
+    from hf_dft_head.training import MODE_DEFAULTS, TrainingArguments, check_arguments
+
+    frozen = TrainingArguments(output_dir=str(tmp_path / "a"), freeze_encoder=True, epochs=2)
+    check_arguments(frozen)
+    assert (frozen.learning_rate, frozen.dropout, frozen.batch_size, frozen.epochs) == (0.1, 0.0, 128, 2)
+    tuned = TrainingArguments(output_dir=str(tmp_path / "b"), learning_rate=5e-4)
+    check_arguments(tuned)
+    assert (tuned.learning_rate, tuned.dropout, tuned.batch_size, tuned.epochs) == (5e-4, 0.1, 32, 5)
+    assert set(MODE_DEFAULTS["frozen_encoder"]) == set(MODE_DEFAULTS["fine_tuning"])
+    assert json.loads(json.dumps(frozen.to_json()))["learning_rate"] == 0.1  # what training_args.json records
+    with pytest.raises(ValueError, match="--learning-rate must be a number > 0"):
+        check_arguments(TrainingArguments(output_dir=str(tmp_path / "c"), learning_rate=0.0))
