@@ -37,6 +37,8 @@ Usage (from the repository root)::
     PYTHONPATH=. .venv/bin/python benchmarks/compare_heads.py --dataset disaster --tune-lr 1e-3 3e-3 1e-2 \
         --tune-heads bottleneck-r32 dft-k5-s16-co                                       # 3 seeds
     PYTHONPATH=. .venv/bin/python benchmarks/compare_heads.py --dataset kaomoji --seeds 2 --json /tmp/k.json
+    PYTHONPATH=. .venv/bin/python benchmarks/compare_heads.py --dataset kaomoji --seeds 2 --pos-weight auto \
+        --heads dense dft-k10-s0-co                                   # the imbalance option on a few heads
 
 Runs are cached: a (head, seed) whose ``benchmark_run.json`` exists under ``--output-root`` with the same training
 arguments is read back instead of trained again (``--retrain`` forces training), so adding seeds or data sets later
@@ -300,6 +302,8 @@ def run_one(
 def run_folder(root: Path, dataset: str, settings: dict[str, Any], spec: HeadSpec, seed: int) -> Path:
     """Where one run lives; tuning runs and the main runs share folders, so the chosen rate is not trained twice."""
     budget = f"lr{settings['learning_rate']:g}-e{settings['epochs']}-b{settings['batch_size']}"
+    if settings.get("pos_weight", "none") != "none":
+        budget += f"-pw{settings['pos_weight']}{settings['pos_weight_max']:g}"
     return root / dataset / budget / spec.name / f"seed{seed}"
 
 
@@ -472,6 +476,8 @@ def run_dataset(dataset: str, args: argparse.Namespace, root: Path) -> dict[str,
         "weight_decay": 0.0,
         "dropout": args.dropout,
     }
+    if args.pos_weight != "none":  # recorded only when used, so runs cached before the option existed still match
+        settings.update(pos_weight=args.pos_weight, pos_weight_max=args.pos_weight_max)
     if args.quick:
         settings.update(max_train_samples=1500, max_eval_samples=400)
     elif dataset == "kaomoji":
@@ -484,6 +490,8 @@ def run_dataset(dataset: str, args: argparse.Namespace, root: Path) -> dict[str,
     encoder_width = 384  # all-MiniLM-L6-v2
     specs, skipped = [], []
     for spec in head_grid(grid):
+        if args.heads and spec.name not in args.heads:
+            continue
         reason = spec.check(num_labels, encoder_width)
         (skipped.append((spec.name, reason)) if reason else specs.append(spec))
     print(f"\n## {dataset}: n = {num_labels} labels, {len(gold_sets)} distinct test gold sets", flush=True)
@@ -566,6 +574,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="head learning rate when not tuning (default 1e-2: the pick of --tune-lr 1e-3 3e-3 1e-2 on disaster)",
     )
     parser.add_argument("--warmup-ratio", type=float, default=0.0)
+    parser.add_argument(
+        "--pos-weight", choices=("none", "auto"), default="none", help="train's --pos-weight for every head"
+    )
+    parser.add_argument("--pos-weight-max", type=float, default=50.0, help="train's --pos-weight-max")
+    parser.add_argument(
+        "--heads", nargs="*", default=None, help="only these heads of the grid, by name (e.g. dense dft-k10-s0-co)"
+    )
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument(
         "--tune-lr",
