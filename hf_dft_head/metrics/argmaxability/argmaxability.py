@@ -22,8 +22,9 @@ from hf_dft_head.argmax.summary import summarize_verdicts
 _DESCRIPTION = """
 Argmaxability of label sets under a sigmoid multi-label head z = W x + b (W: n labels x m inputs, in the
 head's own input space). A label set S is argmaxable when some input x gives z_i > 0 exactly for i in S.
-Every verdict is proven: a witness x re-checked in float64 and the model's dtype, or a Farkas certificate;
-sets the engine cannot prove either way are counted as undecided. A set is epsilon-argmaxable when the
+Every verdict is proven in exact arithmetic on the float64 head: a witness x whose signed logits are proven
+positive (also checked in the model's dtype), or a Farkas certificate checked exactly; sets the engine cannot
+prove either way are counted as undecided. A set is epsilon-argmaxable when the
 Chebyshev radius of its region inside the box |x|_inf <= box is at least epsilon * box.
 For a DFT head (dft_k given, W = [G | S]) the exact sign-change rule of Grivas et al. (AAAI 2024) is used.
 """
