@@ -11,7 +11,7 @@ affine map of its sigmoid head in that head's *own* input space, and runs the ar
 It writes a JSON report, prints a short human summary (with label names) and, with ``--plot``, a PNG of the
 argmaxable share by label-set size.
 
-Where the decision is made (DESIGN.md section 4): a DFT head decides in ``x = P h + c`` (width 2k+1+s), a
+Where the decision is made (docs/theory.md, section 4): a DFT head decides in ``x = P h + c`` (width 2k+1+s), a
 bottleneck head in its r-dim middle layer, a dense head and a stock classifier in the classifier's input features.
 For a stock BERT the classifier reads ``tanh(pooler)`` features, so ``|x|_inf <= 1`` is an exact bound on what it
 can see and the audit uses that box: a set argmaxable only outside the box is one the model can never output.

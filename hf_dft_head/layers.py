@@ -3,7 +3,7 @@
 Every head maps encoder features ``h`` of shape ``(..., d)`` to label logits ``z`` of
 shape ``(..., n)`` and exposes ``effective_head()``: the weight ``(n, m)`` and bias
 ``(n,)`` of its last affine map, in the head's *own* input space of width ``m``.
-That is the space in which argmaxability is decided exactly (see DESIGN.md section 4):
+That is the space in which argmaxability is decided exactly (see docs/theory.md, section 4):
 
 - ``DenseHead``       z = W h + b                      m = d
 - ``BottleneckHead``  z = W2 (W1 h + b1) + b2          m = r

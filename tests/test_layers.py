@@ -158,7 +158,7 @@ def test_parameter_counts_match_modules():
 
 
 def chebyshev_radius(weight: np.ndarray, bias: np.ndarray, signs: np.ndarray, box: float = 10.0) -> float:
-    """max r s.t. sign_i (w_i x + b_i) >= ||w_i|| r, |x|_inf <= box, r <= 1 (DESIGN.md section 4), full LP."""
+    """max r s.t. sign_i (w_i x + b_i) >= ||w_i|| r, |x|_inf <= box, r <= 1 (docs/theory.md, section 4), full LP."""
     n, m = weight.shape
     norms = np.linalg.norm(weight, axis=1)
     # variables [x (m), r]; constraint: -s_i w_i x + ||w_i|| r <= s_i b_i
