@@ -46,6 +46,7 @@ temporary is created; B = 3000, n = 100k runs without a Python loop over rows.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "QualityAccumulator",
     "exact_match",
     "f1_at_k",
     "macro_f1",
@@ -604,6 +606,11 @@ def multilabel_quality_report(
         threshold=threshold,
         scores_are_logits=scores_are_logits,
     )
+    return _report_from(stats, ks, empty_rows, zero_division)
+
+
+def _report_from(stats: _Statistics, ks: tuple[int, ...], empty_rows: str, zero_division: float) -> dict[str, float]:
+    """The flat metrics dict of :func:`multilabel_quality_report` from gathered statistics."""
     report: dict[str, float] = {}
     for k in ks:
         precision = _precision_from(stats, k, empty_rows)
@@ -616,6 +623,85 @@ def multilabel_quality_report(
     report["macro_f1"] = _macro_from(stats, zero_division)
     report["exact_match"] = stats.exact_matches / stats.gold_counts.size
     return report
+
+
+class QualityAccumulator:
+    """:func:`multilabel_quality_report` gathered batch by batch, for splits whose (B, n) scores do not fit in memory.
+
+    Each :meth:`add` takes one batch of scores (b, n) with its gold label-id lists (and, optionally, the predicted
+    sets as a (b, n) bool array, for a model that predicts with thresholds of its own); only the top-``max(ks)``
+    hits of each row, its gold count and three (n,) counters are kept. :meth:`report` gives exactly the numbers
+    :func:`multilabel_quality_report` gives on the concatenated batches (the same statistics, in the same order).
+    """
+
+    def __init__(
+        self,
+        num_labels: int,
+        ks: Sequence[int] = (1, 3, 5),
+        threshold: float = 0.5,
+        scores_are_logits: bool = True,
+        *,
+        empty_rows: str = "zero",
+        zero_division: float = 0.0,
+    ):
+        if isinstance(num_labels, (bool, np.bool_)) or not isinstance(num_labels, (int, np.integer)) or num_labels < 1:
+            raise ValueError(f"num_labels must be an integer >= 1, got {num_labels!r}.")
+        self.num_labels = int(num_labels)
+        self.ks = _check_ks(ks)
+        self.threshold = _check_threshold(threshold)
+        self.scores_are_logits = scores_are_logits
+        self.empty_rows = _check_empty_rows(empty_rows)
+        self.zero_division = _check_zero_division(zero_division)
+        self._hits: list[np.ndarray] = []
+        self._gold_counts: list[np.ndarray] = []
+        self._counts = np.zeros((3, self.num_labels), dtype=np.int64)
+        self._exact_matches = 0
+
+    def add(self, scores, gold_label_ids: Sequence[Sequence[int]], predicted: np.ndarray | None = None) -> None:
+        """One batch: ``scores`` (b, n), ``gold_label_ids`` b label-id lists, ``predicted`` optional (b, n) bool.
+
+        Without ``predicted`` the threshold metrics read the scores at ``threshold``.
+        """
+        scores = _as_score_matrix(scores)
+        if scores.shape[1] != self.num_labels:
+            raise ValueError(f"scores have {scores.shape[1]} label columns, the accumulator {self.num_labels}.")
+        if len(gold_label_ids) != scores.shape[0]:
+            raise ValueError(f"{len(gold_label_ids)} gold label sets for {scores.shape[0]} rows of scores.")
+        targets = multi_hot_from_label_ids(gold_label_ids, self.num_labels)  # (b, n): one batch only
+        stats = _collect(
+            scores, targets, k_max=max(self.ks), threshold=self.threshold, scores_are_logits=self.scores_are_logits
+        )
+        if predicted is not None:
+            if np.shape(predicted) != scores.shape:
+                raise ValueError(f"predicted has shape {np.shape(predicted)}, scores {scores.shape}.")
+            stats = dataclasses.replace(
+                _collect(np.asarray(predicted, dtype=np.bool_), targets, k_max=None, threshold=self.threshold),
+                ranked_hits=stats.ranked_hits,
+            )
+        self._hits.append(stats.ranked_hits)
+        self._gold_counts.append(stats.gold_counts)
+        self._counts += np.stack([stats.true_positives, stats.false_positives, stats.false_negatives])
+        self._exact_matches += stats.exact_matches
+
+    @property
+    def rows(self) -> int:
+        """Rows added so far."""
+        return sum(len(counts) for counts in self._gold_counts)
+
+    def report(self) -> dict[str, float]:
+        """The metrics of every row added (see :func:`multilabel_quality_report`)."""
+        if not self._hits:
+            raise ValueError("no rows were added: the metrics need at least one example.")
+        stats = _Statistics(
+            n_labels=self.num_labels,
+            ranked_hits=np.concatenate(self._hits),
+            gold_counts=np.concatenate(self._gold_counts),
+            true_positives=self._counts[0],
+            false_positives=self._counts[1],
+            false_negatives=self._counts[2],
+            exact_matches=self._exact_matches,
+        )
+        return _report_from(stats, self.ks, self.empty_rows, self.zero_division)
 
 
 def multi_hot_from_label_ids(label_ids: Sequence[Sequence[int]], num_labels: int) -> np.ndarray:
