@@ -16,10 +16,16 @@ Each size runs in a fresh process (so its peak RSS is its own) and reports, cumu
 * ``audit, default radii``: ``audit.audit_head`` with the default radius sample (all rule-decided argmaxable sets
   while sets x n <= 250,000, else a seeded sample of 250,000 // n sets): what ``hf-dft audit`` / ``certify`` run.
 
+With ``--checkpoint-level`` two more fresh processes per size: one writes a checkpoint (a one-layer BERT of hidden
+size 384 and the same DFT head, with its tokenizer) and a JSONL split of the gold sets (label names), the other runs
+``audit.audit_checkpoint`` on them with the default options (load the model and the split, predict batch by batch
+with the streaming quality metrics, verify the distinct gold and predicted sets, radii for the default sample).
+
 Run from the repository root (one thread, as the brief asks)::
 
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/certify_scale.py
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/certify_scale.py --sizes 10000 100000
+    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/certify_scale.py --checkpoint-level
 """
 
 from __future__ import annotations
@@ -29,12 +35,15 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import BertConfig, BertModel, BertTokenizerFast
 
-from hf_dft_head import audit
+from hf_dft_head import DFTForMultiLabelClassification, audit
 from hf_dft_head.argmax import verify_label_sets
 from hf_dft_head.layers import DFTHead
 
@@ -130,23 +139,92 @@ def run_one(num_labels: int, count: int, k: int, dim: int) -> dict:
     return {"n": num_labels, "rows": rows}
 
 
+WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"word{i}" for i in range(200)]
+
+
+def write_checkpoint(folder: Path, num_labels: int, count: int, k: int, dim: int) -> dict:
+    """A one-layer BERT (hidden ``dim``) + pure DFT head over ``num_labels`` labels, saved with its tokenizer, and a
+    JSONL split of ``count`` texts with the synthetic gold sets (label names)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    encoder = BertModel(
+        BertConfig(
+            vocab_size=len(WORDS), hidden_size=dim, num_hidden_layers=1, num_attention_heads=6, intermediate_size=dim
+        )
+    )
+    order = np.random.default_rng(1).permutation(num_labels)
+    names = [f"label{i}" for i in range(num_labels)]
+    model = DFTForMultiLabelClassification.from_encoder(
+        encoder, id2label=dict(enumerate(names)), k=k, label_order=order.tolist()
+    )
+    model.eval().save_pretrained(folder / "checkpoint")
+    BertTokenizerFast(vocab={word: i for i, word in enumerate(WORDS)}).save_pretrained(folder / "checkpoint")
+    generator = np.random.default_rng(4)
+    with open(folder / "test.jsonl", "w") as handle:
+        for label_set in synthetic_label_sets(num_labels, count, seed=2):
+            text = " ".join(generator.choice(WORDS[5:], size=8))
+            handle.write(json.dumps({"text": text, "labels": [names[i] for i in label_set]}) + "\n")
+    return {"n": num_labels, "rows": [("write checkpoint + data", time.perf_counter() - start, peak_rss_mb(), "")]}
+
+
+def audit_checkpoint_level(folder: Path) -> dict:
+    """``audit.audit_checkpoint`` on the written checkpoint and split (what ``hf-dft audit`` runs), default options."""
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    report = audit.audit_checkpoint(
+        folder / "checkpoint", audit.dataset_spec(str(folder / "test.jsonl"), "test"), progress=False
+    )
+    radius = report["verifier"]["radius"]
+    note = (
+        f"gold {report['gold']['argmaxable']}/{report['gold']['distinct_sets']} argmaxable, "
+        f"{report['gold']['undecided']} undecided; predicted {report['predicted']['distinct_sets']} distinct; "
+        f"radii {radius['computed_for']} ({radius['sample_size']} of {radius['rule_decided_argmaxable_sets']}); "
+        f"p@1 {report['quality']['p@1']:.4f}"
+    )
+    return {"rows": [("audit_checkpoint (load, predict, verify)", time.perf_counter() - start, peak_rss_mb(), note)]}
+
+
+def child(arguments: list[str]) -> dict:
+    output = subprocess.run([sys.executable, __file__, *arguments], capture_output=True, text=True)
+    if output.returncode:
+        raise RuntimeError(f"{arguments} failed:\n{output.stderr[-3000:]}")
+    return json.loads(next(line for line in output.stdout.splitlines() if line.startswith("RESULT "))[7:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--sets", type=int, default=1000, help="gold sets (and as many predicted sets)")
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument(
+        "--checkpoint-level",
+        action="store_true",
+        help="also write a checkpoint (one-layer BERT + the DFT head) and a JSONL split, and time audit_checkpoint",
+    )
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # child: one size
+    parser.add_argument("--write", default=None, help=argparse.SUPPRESS)  # child: write a checkpoint there
+    parser.add_argument("--audit", default=None, help=argparse.SUPPRESS)  # child: audit the checkpoint there
     args = parser.parse_args()
     if args.one is not None:
         print("RESULT " + json.dumps(run_one(args.one, args.sets, args.k, args.dim)))
         return
-    print("| n | phase (cumulative peak RSS) | wall s | peak RSS MB | result |\n|---|---|---|---|---|")
+    if args.write is not None:
+        print("RESULT " + json.dumps(write_checkpoint(Path(args.write), args.sizes[0], args.sets, args.k, args.dim)))
+        return
+    if args.audit is not None:
+        print("RESULT " + json.dumps(audit_checkpoint_level(Path(args.audit))))
+        return
+    print("| n | phase (each size in fresh processes) | wall s | peak RSS MB | result |\n|---|---|---|---|---|")
+    common = ["--sets", str(args.sets), "--k", str(args.k), "--dim", str(args.dim)]
     for size in args.sizes:
-        command = [sys.executable, __file__, "--one", str(size), "--sets", str(args.sets), "--k", str(args.k)]
-        output = subprocess.run(command + ["--dim", str(args.dim)], capture_output=True, text=True, check=True)
-        result = json.loads(next(line for line in output.stdout.splitlines() if line.startswith("RESULT "))[7:])
-        for phase, seconds, rss, note in result["rows"]:
+        rows = child(["--one", str(size), *common])["rows"]
+        if args.checkpoint_level:
+            with tempfile.TemporaryDirectory(prefix="certify_scale_") as scratch:
+                rows += child(["--write", scratch, "--sizes", str(size), *common])["rows"]
+                rows += child(["--audit", scratch, *common])["rows"]
+        for phase, seconds, rss, note in rows:
             print(f"| {size:,} | {phase} | {seconds:.2f} | {rss:.0f} | {note} |", flush=True)
 
 
