@@ -192,6 +192,10 @@ def test_quality_gathered_batch_by_batch_equals_the_whole_matrix() -> None:
             accumulator.add(scores[start:stop], gold[start:stop], predicted=part)
         assert accumulator.rows == rows and accumulator.report() == expected  # exactly, key order included
         assert list(accumulator.report()) == list(expected)
+    with pytest.raises(ValueError, match="holds label id 50, not in"):
+        accumulator.add(scores[:2], [[1], [50]])
+    with pytest.raises(ValueError, match="label id twice"):
+        accumulator.add(scores[:1], [[3, 3]])
 
 
 def test_results_do_not_depend_on_the_default_workers() -> None:

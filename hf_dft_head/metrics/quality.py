@@ -46,7 +46,6 @@ temporary is created; B = 3000, n = 100k runs without a Python loop over rows.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -630,8 +629,9 @@ class QualityAccumulator:
 
     Each :meth:`add` takes one batch of scores (b, n) with its gold label-id lists (and, optionally, the predicted
     sets as a (b, n) bool array, for a model that predicts with thresholds of its own); only the top-``max(ks)``
-    hits of each row, its gold count and three (n,) counters are kept. :meth:`report` gives exactly the numbers
-    :func:`multilabel_quality_report` gives on the concatenated batches (the same statistics, in the same order).
+    hits of each row, its gold count and three (n,) counters are kept, and no (b, n) multi-hot target is built.
+    :meth:`report` gives exactly the numbers :func:`multilabel_quality_report` gives on the concatenated batches (the
+    same statistics, in the same order).
     """
 
     def __init__(
@@ -660,28 +660,52 @@ class QualityAccumulator:
     def add(self, scores, gold_label_ids: Sequence[Sequence[int]], predicted: np.ndarray | None = None) -> None:
         """One batch: ``scores`` (b, n), ``gold_label_ids`` b label-id lists, ``predicted`` optional (b, n) bool.
 
-        Without ``predicted`` the threshold metrics read the scores at ``threshold``.
+        Without ``predicted`` the threshold metrics read the scores at ``threshold``. The gold sets stay id lists:
+        the counts come from (row, label) pairs of the predicted and gold sets, the ranking hits from the top
+        ``max(ks)`` ids of each row (same order and tie rule as :func:`top_k_label_ids`).
         """
         scores = _as_score_matrix(scores)
-        if scores.shape[1] != self.num_labels:
-            raise ValueError(f"scores have {scores.shape[1]} label columns, the accumulator {self.num_labels}.")
-        if len(gold_label_ids) != scores.shape[0]:
-            raise ValueError(f"{len(gold_label_ids)} gold label sets for {scores.shape[0]} rows of scores.")
-        targets = multi_hot_from_label_ids(gold_label_ids, self.num_labels)  # (b, n): one batch only
-        stats = _collect(
-            scores, targets, k_max=max(self.ks), threshold=self.threshold, scores_are_logits=self.scores_are_logits
-        )
-        if predicted is not None:
-            if np.shape(predicted) != scores.shape:
-                raise ValueError(f"predicted has shape {np.shape(predicted)}, scores {scores.shape}.")
-            stats = dataclasses.replace(
-                _collect(np.asarray(predicted, dtype=np.bool_), targets, k_max=None, threshold=self.threshold),
-                ranked_hits=stats.ranked_hits,
+        rows, n = scores.shape
+        if n != self.num_labels:
+            raise ValueError(f"scores have {n} label columns, the accumulator {self.num_labels}.")
+        if len(gold_label_ids) != rows:
+            raise ValueError(f"{len(gold_label_ids)} gold label sets for {rows} rows of scores.")
+        if predicted is not None and np.shape(predicted) != scores.shape:
+            raise ValueError(f"predicted has shape {np.shape(predicted)}, scores {scores.shape}.")
+        gold = [np.asarray(list(label_ids), dtype=np.int64).reshape(-1) for label_ids in gold_label_ids]
+        gold_counts = np.array([len(label_ids) for label_ids in gold], dtype=np.int64)
+        gold_rows = np.repeat(np.arange(rows, dtype=np.int64), gold_counts)
+        gold_labels = np.concatenate(gold) if gold else np.zeros(0, dtype=np.int64)
+        bad = np.flatnonzero((gold_labels < 0) | (gold_labels >= n))
+        if len(bad):
+            raise ValueError(
+                f"gold label set {gold_rows[bad[0]]} holds label id {gold_labels[bad[0]]}, not in [0, {n})."
             )
-        self._hits.append(stats.ranked_hits)
-        self._gold_counts.append(stats.gold_counts)
-        self._counts += np.stack([stats.true_positives, stats.false_positives, stats.false_negatives])
-        self._exact_matches += stats.exact_matches
+        gold_keys = gold_rows * n + gold_labels
+        if len(np.unique(gold_keys)) != len(gold_keys):
+            raise ValueError("a gold label set holds a label id twice: give each label at most once.")
+        # A bool score matrix is a set of predictions (no NaN check), ranked as 0/1 as in _collect.
+        chunk = scores if scores.dtype == np.bool_ else _checked_score_chunk(scores, slice(0, rows))
+        top = _rank_top_k(chunk.astype(np.float64) if chunk.dtype == np.bool_ else chunk, max(self.ks))
+        members = [set(label_ids.tolist()) for label_ids in gold]
+        hits = np.array([[label in members[r] for label in row] for r, row in enumerate(top.tolist())], dtype=np.bool_)
+        decided = (
+            _threshold_chunk(chunk, self.threshold, self.scores_are_logits)
+            if predicted is None
+            else np.asarray(predicted, dtype=np.bool_)
+        )
+        predicted_rows, predicted_labels = np.nonzero(decided)
+        both = np.intersect1d(predicted_rows * n + predicted_labels, gold_keys, assume_unique=True)
+        true_positives = np.bincount(both % n, minlength=n)
+        self._counts[0] += true_positives
+        self._counts[1] += np.bincount(predicted_labels, minlength=n) - true_positives
+        self._counts[2] += np.bincount(gold_labels, minlength=n) - true_positives
+        # A row's predicted set equals its gold set iff both have as many labels as they share.
+        shared = np.bincount(both // n, minlength=rows)
+        predicted_counts = np.bincount(predicted_rows, minlength=rows)
+        self._exact_matches += int(np.sum((predicted_counts == gold_counts) & (shared == gold_counts)))
+        self._hits.append(hits.reshape(top.shape))
+        self._gold_counts.append(gold_counts)
 
     @property
     def rows(self) -> int:
