@@ -42,9 +42,9 @@ from . import data
 
 # DEFAULT_EPSILON: a set is epsilon-argmaxable when its Chebyshev radius is at least epsilon * box.
 # DEFAULT_BOX: the box used when nothing bounds the head's input features (the LP is homogeneous without one).
-from .argmax import DEFAULT_BOX, DEFAULT_EPSILON, verify_label_sets
+from .argmax import ARGMAXABLE, DEFAULT_BOX, DEFAULT_EPSILON, verify_label_sets
 from .checkpoints import check_multi_label_config, load_checkpoint
-from .metrics.quality import exact_match, macro_f1, micro_f1, multi_hot_from_label_ids, multilabel_quality_report
+from .metrics.quality import QualityAccumulator
 from .output_checks import OutputLocationError, new_file_mode
 from .prediction import decision_thresholds
 from .version import __version__
@@ -57,8 +57,11 @@ VERDICTS = ("argmaxable", "unargmaxable", "undecided")
 NAMED_DATASETS = ("disaster_response", "kaomoji")
 #: Cut-offs of the quality metrics recorded with an audit (P@k, R@k, F1@k, nDCG@k).
 QUALITY_KS = (1, 3, 5)
-#: Above this many logits (examples x labels) the audit records no quality metrics (they need the whole matrix).
-MAX_QUALITY_LOGITS = 200_000_000
+#: The argmaxable sets the DFT rule decides need one Chebyshev LP over all n rows each for their radius (seconds
+#: at n = 1e5, tens of seconds at 1e6), where the rule took microseconds. By default radii are computed for all of
+#: them while (sets x n) stays within this many label rows, else for a seeded random sample of
+#: ``RADIUS_ROW_BUDGET // n`` sets (at least one).
+RADIUS_ROW_BUDGET = 250_000
 
 
 @dataclass
@@ -80,11 +83,26 @@ class VerifierOptions:
         default=False,
         metadata={"help": "DFT heads: accept the sign-change rule's yes without an LP (fast; no radii)"},
     )
+    radius_sample: int | None = field(
+        default=None,
+        metadata={
+            "help": "DFT heads: how many of the argmaxable sets the rule decides get their radius by LP, a random "
+            "sample drawn with --radius-seed (0: none; default: all of them while sets x labels <= "
+            f"{RADIUS_ROW_BUDGET:,}, else {RADIUS_ROW_BUDGET:,} // labels, at least 1)"
+        },
+    )
+    radius_seed: int = field(default=0, metadata={"help": "seed of the radius sample (see --radius-sample)"})
     predictions: bool = field(
         default=True,
         metadata={"help": "also verify the label sets the model predicts on the split (--no-predictions: gold only)"},
     )
-    workers: int = field(default=1, metadata={"help": "processes for the LP verifier"})
+    workers: int | None = field(
+        default=None,
+        metadata={
+            "help": "processes for the LP verifier; results do not depend on it (default: the cores available for "
+            "heads the LP decides: slack, dense, bottleneck, stock; 1 for a pure DFT head, which the rule decides)"
+        },
+    )
     batch_size: int = field(default=32, metadata={"help": "batch size for computing predictions"})
     max_length: int = field(default=128, metadata={"help": "tokenizer max length for predictions"})
 
@@ -92,10 +110,33 @@ class VerifierOptions:
         for name in ("batch_size", "max_length"):
             if getattr(self, name) < 1:  # before any work, and not as "range() arg 3 must not be zero" later
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {self.workers} (leave it out for every available core).")
+        if self.radius_sample is not None and self.radius_sample < 0:
+            raise ValueError(f"--radius-sample must be >= 0, got {self.radius_sample} (0: no radii).")
 
     def recorded(self) -> dict[str, Any]:
         """The options that decide the results (``workers`` does not), JSON-ready."""
         return {key: value for key, value in dataclasses.asdict(self).items() if key != "workers"}
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no sched_getaffinity (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def resolve_workers(workers: int | None, head: SigmoidHead) -> int:
+    """``workers`` if given, else every available core for a head the LP decides, 1 for a pure DFT head.
+
+    The rule decides a pure DFT head's sets in-process in microseconds (the radius sample's LPs are few);
+    worker processes would each receive a copy of its ``(n, 2k+1)`` matrix for nothing.
+    """
+    if workers is not None:
+        return int(workers)
+    return 1 if head.rule_applies and head.slack_dims == 0 else available_cores()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -466,38 +507,32 @@ def predict_label_sets(
     max_length: int = 128,
     progress: bool = True,
 ) -> Predictions:
-    """The label set the model outputs for each text, and its quality.
+    """The label set the model outputs for each text, and its quality, batch by batch.
 
     Label ``i`` is predicted when its logit exceeds ``config.logit_thresholds[i]`` (0, i.e. sigmoid > 0.5, when the
     config sets none), as ``model.predict`` and the pipeline decide. With ``gold_sets`` (N label-id tuples) the
-    quality metrics of :func:`hf_dft_head.metrics.quality.multilabel_quality_report` at ``QUALITY_KS`` are computed,
-    unless the ``(N, n)`` logit matrix would exceed ``MAX_QUALITY_LOGITS`` entries: the ranking metrics from the
-    logits, micro/macro-F1 and exact match from the predicted sets.
+    quality metrics of :func:`hf_dft_head.metrics.quality.multilabel_quality_report` at ``QUALITY_KS`` are computed:
+    the ranking metrics from the logits, micro/macro-F1 and exact match from the predicted sets. Nothing of size
+    ``(N, n)`` is held: each ``(batch_size, n)`` batch of logits gives its predicted sets (id lists) and its share of
+    the metrics' statistics (:class:`~hf_dft_head.metrics.quality.QualityAccumulator`), and is dropped.
     """
     num_labels = int(model.config.num_labels)
     thresholds = decision_thresholds(model.config)[0]
-    keep_logits = gold_sets is not None and len(texts) * num_labels <= MAX_QUALITY_LOGITS
+    accumulator = QualityAccumulator(num_labels, ks=QUALITY_KS) if gold_sets is not None else None
     predicted: list[tuple[int, ...]] = []
-    all_logits: list[np.ndarray] = []
     for logits in logit_batches(
         model, tokenizer, texts, batch_size=batch_size, max_length=max_length, progress=progress
     ):
-        predicted.extend(tuple(int(i) for i in np.flatnonzero(row)) for row in logits > thresholds)
-        if keep_logits:
-            all_logits.append(logits)
-    quality = None
-    if keep_logits:
-        targets = multi_hot_from_label_ids([list(s) for s in gold_sets], num_labels)
-        logits = np.concatenate(all_logits)
-        quality = multilabel_quality_report(logits, targets, ks=QUALITY_KS)
-        if np.any(thresholds):  # the threshold metrics of what the model predicts, not of sigmoid > 0.5
-            decisions = logits > thresholds  # (N, n) bool: the metrics read it as the predicted sets
-            quality.update(
-                micro_f1=micro_f1(decisions, targets),
-                macro_f1=macro_f1(decisions, targets),
-                exact_match=exact_match(decisions, targets),
-            )
-    return Predictions(predicted, quality)
+        decisions = logits > thresholds  # (b, n) bool: the sets the model outputs
+        rows, labels = np.nonzero(decisions)
+        starts = np.searchsorted(rows, np.arange(len(logits) + 1))
+        batch_sets = [tuple(labels[starts[i] : starts[i + 1]].tolist()) for i in range(len(logits))]
+        if accumulator is not None:
+            gold = [list(s) for s in gold_sets[len(predicted) : len(predicted) + len(logits)]]
+            # The threshold metrics of what the model predicts, not of sigmoid > 0.5, when it has thresholds.
+            accumulator.add(logits, gold, predicted=decisions if np.any(thresholds) else None)
+        predicted.extend(batch_sets)
+    return Predictions(predicted, accumulator.report() if accumulator is not None else None)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -518,6 +553,17 @@ class SetResult:
     reason: str | None = None
 
 
+def radius_sample_size(requested: int | None, population: int, num_labels: int) -> int:
+    """How many of ``population`` rule-decided argmaxable sets get a radius LP (see ``RADIUS_ROW_BUDGET``)."""
+    wanted = max(1, RADIUS_ROW_BUDGET // max(num_labels, 1)) if requested is None else int(requested)
+    return min(population, wanted)
+
+
+def _sets_digest(label_sets: Sequence[Sequence[int]]) -> str:
+    """sha256 of a list of label sets (JSON of their id lists): what a certificate's radius sample names."""
+    return hashlib.sha256(json.dumps([[int(i) for i in s] for s in label_sets]).encode()).hexdigest()
+
+
 def verify_sets(
     head: SigmoidHead,
     label_sets: Sequence[tuple[int, ...]],
@@ -525,7 +571,9 @@ def verify_sets(
     epsilon: float = DEFAULT_EPSILON,
     box: float | None = None,
     radii: bool = True,
-    workers: int = 1,
+    radius_sample: int | None = None,
+    radius_seed: int = 0,
+    workers: int | None = None,
     progress: bool = True,
 ) -> tuple[list[SetResult], dict[str, Any]]:
     """Run the argmaxability engine on ``label_sets`` for ``head``; returns per-set results and the settings used.
@@ -535,11 +583,18 @@ def verify_sets(
     ``box`` is not overridden, the bound is made part of the problem: ``2m`` extra rows ``1 - x_j > 0`` and
     ``1 + x_j > 0`` that every set must switch on. Verdicts, witnesses and Farkas certificates then speak about
     inputs the classifier can actually receive, and radii are measured inside the cube. ``box`` overrides this
-    with the engine's plain box (default ``DEFAULT_BOX``). ``radii``: compute every argmaxable set's Chebyshev
-    radius by LP (exact optimum), also for sets the DFT rule already accepts; ``False`` takes the rule's "yes" as
-    is (fast, no radius). A head with ``logit_thresholds`` is verified as it predicts, with bias ``b - t``
-    (:meth:`SigmoidHead.decision_head`); the DFT rule is used only where it still decides (``head.rule_applies``),
-    per-label thresholds go to the LP.
+    with the engine's plain box (default ``DEFAULT_BOX``). A head with ``logit_thresholds`` is verified as it
+    predicts, with bias ``b - t`` (:meth:`SigmoidHead.decision_head`); the DFT rule is used only where it still
+    decides (``head.rule_applies``), per-label thresholds go to the LP.
+
+    Radii (``radii``): every set the LP decides gets its Chebyshev radius from that LP, run to the optimum. Where
+    the DFT rule decides (its "yes", and a pure DFT head's "no", proven by a Farkas certificate from ``2k + 2``
+    rows), no LP runs per set; the radii of the rule's argmaxable sets (one full LP over the n rows each) are then
+    computed for ``radius_sample_size(radius_sample, ...)`` of them, drawn with ``numpy.random.default_rng(
+    radius_seed)`` from those sets in the order given (all of them when they fit). ``settings["radius"]`` says which
+    (``computed_for``: ``"all"``, ``"sample"`` or ``"none"``, the population, the sample size, the seed and the
+    sha256 of the sampled sets), so that a verifier recomputes exactly that sample. ``radii=False`` takes the rule's
+    "yes" as is (``computed_for: "none"``). ``workers``: see :func:`resolve_workers`; results do not depend on it.
     """
     weight, bias = head.decision_head()
     sets = [list(s) for s in label_sets]
@@ -554,22 +609,37 @@ def verify_sets(
         sets = [s + always_on for s in sets]
     else:
         used_box = float(box if box is not None else DEFAULT_BOX)
-    answer = verify_label_sets(
-        label_sets=sets,
-        weight=weight,
-        bias=bias,
-        dft_k=head.dft_k if head.rule_applies else None,
-        label_order=head.label_order if head.rule_applies else None,
-        epsilon=epsilon,
-        box=used_box,
-        dtype=head.model_dtype,
-        exact_radius=radii,
-        rule_only=not radii,
-        n_jobs=workers,
-        progress=progress,
-    )
+    engine = {
+        "weight": weight,
+        "bias": bias,
+        "dft_k": head.dft_k if head.rule_applies else None,
+        "label_order": head.label_order if head.rule_applies else None,
+        "epsilon": epsilon,
+        "box": used_box,
+        "dtype": head.model_dtype,
+        "n_jobs": resolve_workers(workers, head),
+    }
+    # The rule's "yes" is taken as is here (rule_only); the LP runs only where the rule does not decide.
+    answer = verify_label_sets(label_sets=sets, **engine, exact_radius=radii, rule_only=True, progress=progress)
+    verdicts = list(answer.verdicts)
+    population = [i for i, v in enumerate(verdicts) if v.status == ARGMAXABLE and v.method == "rule"]
+    size = radius_sample_size(radius_sample, len(population), head.num_labels) if radii else 0
+    chosen = population
+    if size < len(population):
+        picked = np.random.default_rng(radius_seed).choice(len(population), size=size, replace=False)
+        chosen = [population[j] for j in sorted(picked.tolist())]
+    if chosen and size:
+        # Each chosen set alone, as before sampling existed: the rule's verdict with the LP's radius and witness.
+        sampled = verify_label_sets(
+            label_sets=[sets[i] for i in chosen], **engine, exact_radius=True, rule_only=False, progress=progress
+        )
+        for i, verdict in zip(chosen, sampled.verdicts):
+            verdicts[i] = verdict
+    else:
+        chosen = []
+    computed_for = "all" if len(chosen) == len(population) else ("sample" if chosen else "none")
     results = []
-    for label_set, verdict in zip(label_sets, answer.verdicts):
+    for label_set, verdict in zip(label_sets, verdicts):
         if verdict.status not in VERDICTS:
             raise RuntimeError(f"Unknown verdict {verdict.status!r} for label set {list(label_set)}.")
         results.append(
@@ -592,6 +662,21 @@ def verify_sets(
             if bounded
             else None
         ),
+        "radius": {
+            "computed_for": computed_for if population else ("all" if radii else "none"),
+            "lp_decided_sets": sum(v.method == "lp" for v in answer.verdicts),
+            "rule_decided_argmaxable_sets": len(population),
+            "sample_size": len(chosen),
+            "seed": int(radius_seed) if computed_for == "sample" else None,
+            "requested": radius_sample,
+            "sampled_sets_sha256": _sets_digest([label_sets[i] for i in chosen]) if computed_for == "sample" else None,
+            "rule": "the radius of every set the LP decides comes from its LP; of the argmaxable sets the DFT rule "
+            f"decides, all while sets x labels <= {RADIUS_ROW_BUDGET:,}, else a sample of {RADIUS_ROW_BUDGET:,} // "
+            "labels (at least 1) or --radius-sample sets, drawn with numpy.random.default_rng(seed) from the distinct "
+            "sets ordered by (size, ids)"
+            if radii
+            else "none: --rule-only takes the rule's yes without an LP",
+        },
     }
     return results, settings
 
@@ -652,6 +737,7 @@ def summarise_results(
                 "undecided": size_counts["undecided"],
                 "argmaxable_share": size_counts["argmaxable"] / len(rows),
                 "epsilon_argmaxable": sum(1 for r in rows if r.verdict == "argmaxable" and r.epsilon_argmaxable),
+                "radius_computed": sum(r.verdict == "argmaxable" and r.epsilon_argmaxable is not None for r in rows),
                 "radius_quantiles": _quantiles(radii),
             }
         )
@@ -699,20 +785,32 @@ def audit_head(
     epsilon: float = DEFAULT_EPSILON,
     box: float | None = None,
     radii: bool = True,
-    workers: int = 1,
+    radius_sample: int | None = None,
+    radius_seed: int = 0,
+    workers: int | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Verify the distinct gold (and predicted) label sets; returns the report's ``gold``/``predicted``/``verifier``.
 
     ``gold_sets`` / ``predicted_sets``: one sorted label-id tuple per example (repeats allowed: each distinct set is
-    verified once, and its occurrences are counted). Both are verified in one engine call; ``radii`` see
-    :func:`verify_sets`. A head with logit thresholds adds ``thresholds`` (:func:`lost_to_thresholds`).
+    verified once, and its occurrences are counted). Both are verified in one engine call, the distinct sets ordered
+    by (size, ids); ``radii``, ``radius_sample``, ``radius_seed`` and ``workers`` see :func:`verify_sets` (the
+    verifier section's ``radius`` says for which sets radii were computed). A head with logit thresholds adds
+    ``thresholds`` (:func:`lost_to_thresholds`).
     """
     gold_counts = Counter(tuple(sorted(s)) for s in gold_sets)
     predicted_counts = Counter(tuple(sorted(s)) for s in predicted_sets) if predicted_sets is not None else None
     distinct = sorted(set(gold_counts) | set(predicted_counts or ()), key=lambda s: (len(s), s))
     results, settings = verify_sets(
-        head, distinct, epsilon=epsilon, box=box, radii=radii, workers=workers, progress=progress
+        head,
+        distinct,
+        epsilon=epsilon,
+        box=box,
+        radii=radii,
+        radius_sample=radius_sample,
+        radius_seed=radius_seed,
+        workers=workers,
+        progress=progress,
     )
     by_set = {r.label_set: r for r in results}
     epsilon_radius = epsilon * settings["box"]
@@ -739,7 +837,7 @@ def audit_head(
 
 
 def lost_to_thresholds(
-    head: SigmoidHead, unargmaxable: Sequence[tuple[int, ...]], occurrences: Counter, *, workers: int = 1
+    head: SigmoidHead, unargmaxable: Sequence[tuple[int, ...]], occurrences: Counter, *, workers: int | None = None
 ) -> dict[str, Any]:
     """Which gold sets the thresholds cost: unargmaxable with them (``unargmaxable``), argmaxable for the raw head.
 
@@ -813,6 +911,8 @@ def audit_checkpoint(
         epsilon=options.epsilon,
         box=options.box,
         radii=not options.rule_only,
+        radius_sample=options.radius_sample,
+        radius_seed=options.radius_seed,
         workers=options.workers,
         progress=progress,
     )
@@ -853,6 +953,14 @@ def format_summary(report: dict[str, Any]) -> str:
         f"({report['dataset']['examples']} examples); box |x|_inf <= {report['verifier']['box']:g}, "
         f"epsilon radius {report['verifier']['epsilon_radius']:.3g}",
     ]
+    radius = report["verifier"].get("radius") or {}
+    if radius.get("computed_for") == "sample":
+        lines.append(
+            f"Radii of the sets the DFT rule decides: a sample of {radius['sample_size']} of "
+            f"{radius['rule_decided_argmaxable_sets']} (seed {radius['seed']}; --radius-sample sets the size)"
+        )
+    elif radius.get("computed_for") == "none" and radius.get("rule_decided_argmaxable_sets"):
+        lines.append("Radii of the sets the DFT rule decides: not computed")
     for part in ("gold", "predicted"):
         figures = report.get(part)
         if not figures:
@@ -870,6 +978,11 @@ def format_summary(report: dict[str, Any]) -> str:
         )
         if figures["epsilon_argmaxable_share"] is not None:
             lines.append(f"  epsilon-argmaxable: {figures['epsilon_argmaxable']} of {figures['distinct_sets']}")
+        elif figures["radius_computed"]:
+            lines.append(
+                f"  epsilon-argmaxable: {figures['epsilon_argmaxable']} of the {figures['radius_computed']} argmaxable "
+                "sets whose radius was computed"
+            )
         if figures.get("share_larger_than_k") is not None:
             lines.append(f"  sets with more than k={head['dft_k']} labels: {figures['sets_larger_than_k']}")
         for example in figures["unargmaxable_examples"][:5]:

@@ -740,7 +740,7 @@ def verify_checkpoint(
     *,
     recheck_audit: bool = True,
     dataset: str | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     progress: bool = True,
     remote_files: list[str] | None = None,
     stop_early: bool = False,
@@ -753,7 +753,10 @@ def verify_checkpoint(
     model through the checkpoint's own code in a separate interpreter. ``dataset`` replaces the recorded data
     location (e.g. the data lives elsewhere on this machine); the data's fingerprint is still compared.
     ``remote_files``: the Hub repo's file list, when ``checkpoint`` is a download of one. ``stop_early``: stop at
-    the first failed stage (``push`` needs only a yes or no, and names what it found).
+    the first failed stage (``push`` needs only a yes or no, and names what it found). ``workers``: LP processes
+    (default :func:`hf_dft_head.audit.resolve_workers`); the verdicts do not depend on it. The audit runs with the
+    certificate's recorded options, so the radius sample it states (size, seed, the sampled sets' sha256) is drawn
+    and computed again, and its figures compared.
 
     A missing, unreadable, edited or foreign certificate is a failed verification (its reason is the mismatch).
     """
@@ -817,7 +820,7 @@ def verify_checkpoint(
     return result
 
 
-def _recorded_options(recorded: dict[str, Any], workers: int) -> audit.VerifierOptions:
+def _recorded_options(recorded: dict[str, Any], workers: int | None) -> audit.VerifierOptions:
     fields = audit.VerifierOptions.__dataclass_fields__
     options = recorded.get("options") if isinstance(recorded.get("options"), dict) else {}
     return audit.VerifierOptions(**{key: value for key, value in options.items() if key in fields}, workers=workers)
@@ -931,6 +934,13 @@ def format_certificate(certificate: dict[str, Any]) -> str:
         f"Audit ({describe_data(audit_section['dataset'])}): {gold['argmaxable']} of {gold['distinct_sets']} distinct "
         f"gold label sets argmaxable{epsilon}, {gold['unargmaxable']} never outputtable, {gold['undecided']} undecided."
     )
+    radius = (certificate.get("verifier") or {}).get("radius") or {}
+    if radius.get("computed_for") in ("sample", "none") and radius.get("rule_decided_argmaxable_sets"):
+        lines.append(
+            f"Radii of the {radius['rule_decided_argmaxable_sets']} argmaxable sets the rule decided: "
+            + (f"a sample of {radius['sample_size']} (seed {radius['seed']})" if radius["sample_size"] else "none")
+            + " (--radius-sample)."
+        )
     quality = audit_section.get("quality") or {}
     if quality:
         shown = ("p@1", "f1@5", "micro_f1", "macro_f1")

@@ -85,7 +85,13 @@ class VerifyArguments:
         default=False,
         metadata={"help": "do not recompute the audit (exit code 3 and 'NOT FULLY VERIFIED' unless a check fails)"},
     )
-    workers: int = field(default=1, metadata={"help": "processes for the LP verifier"})
+    workers: int | None = field(
+        default=None,
+        metadata={
+            "help": "processes for the LP verifier; results do not depend on it (default: the cores available for "
+            "heads the LP decides, 1 for a pure DFT head)"
+        },
+    )
 
 
 @dataclass

@@ -20,7 +20,7 @@ from safetensors.numpy import load_file, save_file
 from test_certificate import build_checkpoint, write_dataset
 
 from hf_dft_head import certificate, hub
-from hf_dft_head.audit import dataset_spec
+from hf_dft_head.audit import VerifierOptions, dataset_spec
 from hf_dft_head.checkpoints import CERTIFICATE_NAME, sha256_file
 from hf_dft_head.cli import main as cli_main
 
@@ -29,7 +29,11 @@ from hf_dft_head.cli import main as cli_main
 def certified(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tamper")
     folder, data = build_checkpoint(root / "dft"), write_dataset(root / "gold.jsonl")
-    assert certificate.certify(folder, dataset_spec(str(data), "test"), progress=False)["status"] == "certified"
+    # Radii for a seeded sample of 2 of the argmaxable sets the rule decides, so that a forged sample can be tried.
+    options = VerifierOptions(radius_sample=2, radius_seed=1)
+    assert (
+        certificate.certify(folder, dataset_spec(str(data), "test"), options, progress=False)["status"] == "certified"
+    )
     return folder
 
 
@@ -252,6 +256,23 @@ def remote_code_claim_edited(folder: Path) -> None:
     _write_certificate(folder, payload)
 
 
+def radius_sample_claimed_complete(folder: Path) -> None:
+    """Claim that every rule-decided argmaxable set got its radius, where only a sample of 2 did."""
+    payload = _certificate(folder)
+    radius = payload["verifier"]["radius"]
+    radius.update(computed_for="all", sample_size=radius["rule_decided_argmaxable_sets"], seed=None)
+    radius["sampled_sets_sha256"] = None
+    _write_certificate(folder, payload)
+
+
+def radius_sample_seed_changed(folder: Path) -> None:
+    """A consistent-looking edit: the options and the stated sample name seed 2, the figures stay those of seed 1."""
+    payload = _certificate(folder)
+    payload["options"]["radius_seed"] = 2
+    payload["verifier"]["radius"]["seed"] = 2
+    _write_certificate(folder, payload)
+
+
 # (attack, what verify's mismatches must name)
 ATTACKS = [
     (weights_edited, "file model.safetensors: sha256 differs"),
@@ -284,6 +305,8 @@ ATTACKS = [
     (certificate_section_removed, "lacks the section(s) probe"),
     (certificate_from_another_version, "made by hf-dft-head '0.0.9'"),
     (remote_code_claim_edited, "checks.remote_code.dtype_tolerance"),
+    (radius_sample_claimed_complete, 'verifier.radius.computed_for: certificate says "all", recomputed "sample"'),
+    (radius_sample_seed_changed, "verifier.radius.sampled_sets_sha256"),
 ]
 
 
@@ -304,6 +327,19 @@ def test_attack_fails_verify_and_push_uploads_nothing(
     with pytest.raises(hub.PushError, match="Refusing to push"):
         hub.push_checkpoint(folder, f"{DEFAULT_USER}/attacked", progress=False)
     assert hub_server.write_requests() == [] and not hub_server.repo_exists(f"{DEFAULT_USER}/attacked")
+
+
+def test_the_stated_radius_sample_is_recomputed_by_verify(certified: Path) -> None:
+    """The fixture's certificate states a sample of 2 radii (seed 1) out of more; verify draws and computes the same."""
+    written = _certificate(certified)
+    radius = written["verifier"]["radius"]
+    assert radius["computed_for"] == "sample" and radius["sample_size"] == 2 and radius["seed"] == 1
+    assert radius["rule_decided_argmaxable_sets"] > 2 and len(radius["sampled_sets_sha256"]) == 64
+    assert written["options"]["radius_sample"] == 2 and written["options"]["radius_seed"] == 1
+    assert written["audit"]["gold"]["radius_computed"] + written["audit"]["predicted"]["radius_computed"] >= 2
+    assert written["audit"]["gold"]["epsilon_argmaxable_share"] is None  # not every argmaxable set has a radius
+    result = certificate.verify_checkpoint(certified, progress=False)
+    assert result.outcome == "verified", result.summary()
 
 
 def test_the_remote_code_probe_alone_catches_forged_code(

@@ -81,6 +81,11 @@ GENERATION_TOLERANCE = 1e-9
 #: cap) HiGHS's dual simplex was seen to stall for minutes after rows were added, while a fresh solve of
 #: the same LP took 0.1 s.
 HOT_START_ITERATIONS_PER_ROW = 1.0
+#: Simplex iterations allowed to a solve from scratch: this many per row and column of the LP, plus
+#: ``SCRATCH_ITERATIONS_BASE``. The dual simplex was measured at about 0.5 per row and column on a trained dense head;
+#: the cap only turns a pathological solve (cycling, stalling) into an "undecided" verdict instead of a hang.
+SCRATCH_ITERATIONS_PER_ROW = 20.0
+SCRATCH_ITERATIONS_BASE = 1000
 
 
 @dataclass
@@ -404,6 +409,7 @@ class _RowLP:
         lp.a_matrix_.num_row_ = 0
         self.highs.passModel(lp)
         self.solved = False
+        self.iterations = 0  # simplex iterations of every run so far
 
     def add_rows(self, coefficients: np.ndarray, lower: np.ndarray) -> None:
         """Add rows ``coefficients @ v - rho >= lower``; coefficients ``(k, num_vars)``."""
@@ -430,27 +436,34 @@ class _RowLP:
         """
         self.highs.setOptionValue("objective_bound", -float(rho_bound))
 
+    def _run(self, iteration_limit: int) -> highspy.HighsModelStatus:
+        """One HiGHS run capped at ``iteration_limit`` simplex iterations; adds them to ``self.iterations``."""
+        self.highs.setOptionValue("simplex_iteration_limit", int(iteration_limit))
+        self.highs.run()
+        self.iterations += int(self.highs.getInfo().simplex_iteration_count)
+        return self.highs.getModelStatus()
+
     def solve(self) -> tuple[str | None, np.ndarray, float, np.ndarray]:
         """Run HiGHS. Returns ``(error or "bound" or None, v, rho, row duals >= 0)``.
 
         A hot-started solve (rows added since the last one) gets ``HOT_START_ITERATIONS_PER_ROW`` simplex
-        iterations per row and column; if it runs out, the basis is dropped and the LP solved from scratch.
+        iterations per row and column; if it runs out, the basis is dropped and the LP solved from scratch. A solve
+        from scratch gets ``SCRATCH_ITERATIONS_PER_ROW`` per row and column (plus ``SCRATCH_ITERATIONS_BASE``); running
+        out of those is an error, so no solve runs without an iteration bound (and ``time_limit`` bounds its time).
         """
         if self.time_limit is not None:
             # HiGHS's time_limit counts the model's whole run time; this makes it a limit per solve.
             self.highs.setOptionValue("time_limit", self.highs.getRunTime() + float(self.time_limit))
+        size = self.highs.getNumRow() + self.num_vars + 1
+        scratch_limit = SCRATCH_ITERATIONS_BASE + SCRATCH_ITERATIONS_PER_ROW * size
         if self.solved:
-            size = self.highs.getNumRow() + self.num_vars + 1
-            self.highs.setOptionValue("simplex_iteration_limit", int(100 + HOT_START_ITERATIONS_PER_ROW * size))
-            self.highs.run()
-            self.highs.setOptionValue("simplex_iteration_limit", highspy.kHighsIInf)
-            if self.highs.getModelStatus() == highspy.HighsModelStatus.kIterationLimit:
+            status = self._run(100 + HOT_START_ITERATIONS_PER_ROW * size)
+            if status == highspy.HighsModelStatus.kIterationLimit:
                 self.highs.clearSolver()
-                self.highs.run()
+                status = self._run(scratch_limit)
         else:
-            self.highs.run()
+            status = self._run(scratch_limit)
         self.solved = True
-        status = self.highs.getModelStatus()
         if status == highspy.HighsModelStatus.kObjectiveBound:
             return "bound", np.zeros(0), np.nan, np.zeros(0)
         if status != highspy.HighsModelStatus.kOptimal:
@@ -494,13 +507,15 @@ class LPOutcome:
         kind: ``"optimal"`` (no violated row: ``rho`` is the full optimum), ``"early"`` (stopped
             with the epsilon decision settled), ``"bound"`` (the dual simplex proved
             ``rho_upper < epsilon``; no point returned), ``"nonpositive"`` (sub-problem optimum <= 0:
-            go to the certificate), or ``"error"``.
+            go to the certificate), ``"budget"`` (``max_iterations`` spent before a decision; ``rho_upper``
+            and ``rho_lower`` hold as for ``"early"``), or ``"error"``.
         rho_upper: sub-problem optimum, an upper bound on the full relative radius.
         rho_lower: smallest margin over all rows at ``u`` (a lower bound when positive).
         u: ``(m,)`` point in the scaled box (``x = B u``).
         rows: ids of the rows in the final sub-problem.
         duals: ``(len(rows),)`` non-negative row duals of the final sub-problem.
         rounds: LP solves; message: details for errors.
+        iterations: simplex iterations of all solves.
     """
 
     kind: str
@@ -511,6 +526,7 @@ class LPOutcome:
     duals: np.ndarray
     rounds: int
     message: str = ""
+    iterations: int = 0
 
 
 def maximise_radius(
@@ -525,6 +541,7 @@ def maximise_radius(
     time_limit: float | None = None,
     stop_below: float | None = None,
     known_lower: float = -np.inf,
+    max_iterations: int | None = None,
 ) -> LPOutcome:
     """Constraint generation for the Chebyshev LP of ``problem``.
 
@@ -544,6 +561,8 @@ def maximise_radius(
         stop_below: in a subspace search, give up once the optimum falls below this.
         known_lower: relative radius of a witness the caller already holds; with it the search
             may stop as soon as the optimum falls below ``epsilon``.
+        max_iterations: stop with kind ``"budget"`` once the solves have spent this many simplex
+            iterations without a decision (``None``: only ``max_rounds`` and the per-solve caps bound them).
 
     Returns:
         :class:`LPOutcome`.
@@ -580,23 +599,26 @@ def maximise_radius(
         active = np.concatenate(order) if order else np.zeros(0, dtype=np.int64)
         if error == "bound":
             # Proven rho_sub <= bound < epsilon; the caller's witness settles the status.
-            return LPOutcome("bound", bound, -np.inf, np.zeros(m), active, duals, rounds)
+            return LPOutcome("bound", bound, -np.inf, np.zeros(m), active, duals, rounds, iterations=lp.iterations)
         if error is not None:
-            return LPOutcome("error", np.nan, np.nan, np.zeros(m), active, duals, rounds, error)
+            return LPOutcome("error", np.nan, np.nan, np.zeros(m), active, duals, rounds, error, lp.iterations)
         u = v if basis is None else basis @ v
         if rho <= ZERO_RADIUS:
-            return LPOutcome("nonpositive", rho, -np.inf, u, active, duals, rounds)
+            return LPOutcome("nonpositive", rho, -np.inf, u, active, duals, rounds, iterations=lp.iterations)
         margins = problem.margins(u)
         lower = float(margins.min()) if len(margins) else rho
         violated = np.flatnonzero((margins < rho - GENERATION_TOLERANCE) & ~in_lp)
         if len(violated) == 0:
-            return LPOutcome("optimal", rho, min(lower, rho), u, active, duals, rounds)
+            return LPOutcome("optimal", rho, min(lower, rho), u, active, duals, rounds, iterations=lp.iterations)
         if not exact and max(lower, known_lower) > 0 and (lower >= epsilon or rho < epsilon):
-            return LPOutcome("early", rho, lower, u, active, duals, rounds)
+            return LPOutcome("early", rho, lower, u, active, duals, rounds, iterations=lp.iterations)
         if stop_below is not None and rho < stop_below:
-            return LPOutcome("early", rho, lower, u, active, duals, rounds)
+            return LPOutcome("early", rho, lower, u, active, duals, rounds, iterations=lp.iterations)
         if rounds >= max_rounds:
-            return LPOutcome("error", rho, lower, u, active, duals, rounds, f"no convergence in {max_rounds} rounds")
+            message = f"no convergence in {max_rounds} rounds"
+            return LPOutcome("error", rho, lower, u, active, duals, rounds, message, lp.iterations)
+        if max_iterations is not None and lp.iterations >= max_iterations:
+            return LPOutcome("budget", rho, lower, u, active, duals, rounds, iterations=lp.iterations)
         worst = violated[np.argsort(margins[violated], kind="stable")[:add_rows]]
         add(worst)
 

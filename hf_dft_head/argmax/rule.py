@@ -117,6 +117,7 @@ def dft_rule_certificate(
     label_order: np.ndarray | None = None,
     *,
     weight: np.ndarray | None = None,
+    attempt: int = 0,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """A Farkas certificate for a set that the rule rejects, from ``2k + 2`` rows of ``G`` (no LP).
 
@@ -128,24 +129,38 @@ def dft_rule_certificate(
         weight: optional ``(n, >= 2k+1)`` head matrix whose first ``2k + 1`` columns are
             ``G[label_order]``; the dependency is computed from its rows (so it certifies the
             head as stored). Default: :func:`hf_dft_head.gale.gale_matrix`.
+        attempt: which choice of rows: the ``k + 1`` runs of the set are picked evenly spread over its runs,
+            starting ``attempt`` runs further on (another attempt, other rows, when one fails the exact proof).
 
     Returns:
         ``(rows, y)``: label ids (2k+2,) and weights ``y > 0`` summing to 1 with
         ``sum_i y_i sigma_i G_i = 0`` (so also ``sum_i y_i sigma_i = 0``, the first column
         being constant), or ``None`` when the set has at most ``2k`` sign changes or the
-        computed dependency does not alternate in floating point (the caller then uses the LP).
+        computed dependency does not alternate in floating point, or ``attempt`` is not below the
+        number of runs (the caller then uses the LP).
     """
     labels = np.asarray(labels, dtype=np.int64)
     positions = np.sort(labels if label_order is None else label_order[labels])
     runs = _runs(positions, num_labels)
-    if len(positions) == num_labels or len(runs) < k + 1:
+    if len(positions) == num_labels or len(runs) < k + 1 or attempt >= len(runs):
         return None
-    # One representative from each of 2k+2 consecutive cyclic runs: the first position of
-    # k+1 runs of the set and the first position after each (which lies outside the set).
+    # 2k+2 points alternately in and out of the set, in circle order: the middle of k+1 runs of the set, spread
+    # evenly over its R runs, and the middle of the longest gap between consecutive chosen runs. Any alternating
+    # choice gives an alternating dependency; spreading the points keeps the (2k+2, 2k+1) system well conditioned
+    # when n is large (points close together, e.g. a label and its neighbour, give rows of G within 2 pi / n of each
+    # other and dependency weights that the float64 rounding of G can flip).
+    count = len(runs)
+    picks = [attempt + (i * count) // (k + 1) for i in range(k + 1)]  # distinct, as count >= k + 1
+
+    def middle(first: int, last: int) -> int:
+        return (first + ((last - first) % num_labels) // 2) % num_labels
+
+    gaps = [((last + 1) % num_labels, (runs[(j + 1) % count][0] - 1) % num_labels) for j, (_, last) in enumerate(runs)]
     points = []
-    for first, last in runs[: k + 1]:
-        points.append((first, 1.0))
-        points.append(((last + 1) % num_labels, -1.0))
+    for a, b in zip(picks, picks[1:] + [picks[0] + count]):
+        points.append((middle(*runs[a % count]), 1.0))
+        widest = max(range(a, b), key=lambda j: (gaps[j % count][1] - gaps[j % count][0]) % num_labels)
+        points.append((middle(*gaps[widest % count]), -1.0))
     points.sort()
     pos = np.array([p for p, _ in points], dtype=np.int64)
     sigma = np.array([s for _, s in points])

@@ -63,6 +63,14 @@ from .lp import (
 )
 from .rule import circle_positions, count_sign_changes, dft_rule_certificate
 
+#: With at most this many usable rows per dimension (``n <= 2 (m + 1)``, e.g. a dense head over d features with
+#: n ~ d labels) the boxed LP starts from all rows: constraint generation would add most of them, solve by solve.
+FULL_LP_ROWS_PER_DIMENSION = 2
+
+#: Choices of 2k + 2 rows tried for the certificate of a set the DFT rule rejects, before the LP (each costs about a
+#: millisecond; labels bunched on the circle can make one choice's dependency too lopsided for the float64 G).
+RULE_CERTIFICATE_ATTEMPTS = 4
+
 ARGMAXABLE = "argmaxable"
 UNARGMAXABLE = "unargmaxable"
 UNDECIDED = "undecided"
@@ -561,15 +569,17 @@ def _decide_by_lp(
     n, m = head.weight.shape
     label_tuple = tuple(labels.tolist())
     add_rows = s.add_rows or max(32, (m + 1) // 2)
-    outcome = maximise_radius(
-        problem,
-        initial,
-        exact=exact,
-        epsilon=s.epsilon,
-        add_rows=add_rows,
-        time_limit=s.time_limit,
-        known_lower=known_lower,
-    )
+    usable = np.flatnonzero(head.usable)
+    if exact and len(usable) <= FULL_LP_ROWS_PER_DIMENSION * (m + 1):
+        # Few rows per dimension: constraint generation would add most of them anyway, one solve at a time.
+        initial = usable
+    full = {"exact": exact, "epsilon": s.epsilon, "time_limit": s.time_limit, "known_lower": known_lower}
+    # Budget: as many simplex iterations as the full LP has rows and columns (it was measured to need about half).
+    outcome = maximise_radius(problem, initial, add_rows=add_rows, max_iterations=len(usable) + m + 1, **full)
+    if outcome.kind == "budget":
+        # Constraint generation is costing more than the full LP would: solve that once instead, so that a set
+        # never costs much more than the paper's one LP over all rows.
+        outcome = maximise_radius(problem, usable, add_rows=add_rows, **full)
     if outcome.kind == "error":
         return Verdict(label_tuple, UNDECIDED, reason=f"LP failed: {outcome.message}")
     if outcome.kind in ("optimal", "early", "bound"):
@@ -698,14 +708,17 @@ def _decide(head: Head, labels: np.ndarray, rule_says: bool | None, changes: int
         return verdict
     signs = signs_from_labels(labels, head.num_labels)
     if head.slack_dims == 0:
-        built = dft_rule_certificate(labels, head.num_labels, k, head.label_order, weight=head.weight)
-        if built is not None:
-            rows, y = built
-            verdict = _certificate_verdict(
-                head, labels, signs, rows, y, s, "rule", f"{changes} > 2k = {2 * k} sign changes (DFT rule)"
+        for attempt in range(RULE_CERTIFICATE_ATTEMPTS):
+            built = dft_rule_certificate(
+                labels, head.num_labels, k, head.label_order, weight=head.weight, attempt=attempt
             )
-            if verdict is not None:
-                return verdict
+            if built is not None:
+                rows, y = built
+                verdict = _certificate_verdict(
+                    head, labels, signs, rows, y, s, "rule", f"{changes} > 2k = {2 * k} sign changes (DFT rule)"
+                )
+                if verdict is not None:
+                    return verdict
     return _decide_lp(head, labels, s)
 
 

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "QualityAccumulator",
     "exact_match",
     "f1_at_k",
     "macro_f1",
@@ -604,6 +605,11 @@ def multilabel_quality_report(
         threshold=threshold,
         scores_are_logits=scores_are_logits,
     )
+    return _report_from(stats, ks, empty_rows, zero_division)
+
+
+def _report_from(stats: _Statistics, ks: tuple[int, ...], empty_rows: str, zero_division: float) -> dict[str, float]:
+    """The flat metrics dict of :func:`multilabel_quality_report` from gathered statistics."""
     report: dict[str, float] = {}
     for k in ks:
         precision = _precision_from(stats, k, empty_rows)
@@ -616,6 +622,110 @@ def multilabel_quality_report(
     report["macro_f1"] = _macro_from(stats, zero_division)
     report["exact_match"] = stats.exact_matches / stats.gold_counts.size
     return report
+
+
+class QualityAccumulator:
+    """:func:`multilabel_quality_report` gathered batch by batch, for splits whose (B, n) scores do not fit in memory.
+
+    Each :meth:`add` takes one batch of scores (b, n) with its gold label-id lists (and, optionally, the predicted
+    sets as a (b, n) bool array, for a model that predicts with thresholds of its own); only the top-``max(ks)``
+    hits of each row, its gold count and three (n,) counters are kept, and no (b, n) multi-hot target is built.
+    :meth:`report` gives exactly the numbers :func:`multilabel_quality_report` gives on the concatenated batches (the
+    same statistics, in the same order).
+    """
+
+    def __init__(
+        self,
+        num_labels: int,
+        ks: Sequence[int] = (1, 3, 5),
+        threshold: float = 0.5,
+        scores_are_logits: bool = True,
+        *,
+        empty_rows: str = "zero",
+        zero_division: float = 0.0,
+    ):
+        if isinstance(num_labels, (bool, np.bool_)) or not isinstance(num_labels, (int, np.integer)) or num_labels < 1:
+            raise ValueError(f"num_labels must be an integer >= 1, got {num_labels!r}.")
+        self.num_labels = int(num_labels)
+        self.ks = _check_ks(ks)
+        self.threshold = _check_threshold(threshold)
+        self.scores_are_logits = scores_are_logits
+        self.empty_rows = _check_empty_rows(empty_rows)
+        self.zero_division = _check_zero_division(zero_division)
+        self._hits: list[np.ndarray] = []
+        self._gold_counts: list[np.ndarray] = []
+        self._counts = np.zeros((3, self.num_labels), dtype=np.int64)
+        self._exact_matches = 0
+
+    def add(self, scores, gold_label_ids: Sequence[Sequence[int]], predicted: np.ndarray | None = None) -> None:
+        """One batch: ``scores`` (b, n), ``gold_label_ids`` b label-id lists, ``predicted`` optional (b, n) bool.
+
+        Without ``predicted`` the threshold metrics read the scores at ``threshold``. The gold sets stay id lists:
+        the counts come from (row, label) pairs of the predicted and gold sets, the ranking hits from the top
+        ``max(ks)`` ids of each row (same order and tie rule as :func:`top_k_label_ids`).
+        """
+        scores = _as_score_matrix(scores)
+        rows, n = scores.shape
+        if n != self.num_labels:
+            raise ValueError(f"scores have {n} label columns, the accumulator {self.num_labels}.")
+        if len(gold_label_ids) != rows:
+            raise ValueError(f"{len(gold_label_ids)} gold label sets for {rows} rows of scores.")
+        if predicted is not None and np.shape(predicted) != scores.shape:
+            raise ValueError(f"predicted has shape {np.shape(predicted)}, scores {scores.shape}.")
+        gold = [np.asarray(list(label_ids), dtype=np.int64).reshape(-1) for label_ids in gold_label_ids]
+        gold_counts = np.array([len(label_ids) for label_ids in gold], dtype=np.int64)
+        gold_rows = np.repeat(np.arange(rows, dtype=np.int64), gold_counts)
+        gold_labels = np.concatenate(gold) if gold else np.zeros(0, dtype=np.int64)
+        bad = np.flatnonzero((gold_labels < 0) | (gold_labels >= n))
+        if len(bad):
+            raise ValueError(
+                f"gold label set {gold_rows[bad[0]]} holds label id {gold_labels[bad[0]]}, not in [0, {n})."
+            )
+        gold_keys = gold_rows * n + gold_labels
+        if len(np.unique(gold_keys)) != len(gold_keys):
+            raise ValueError("a gold label set holds a label id twice: give each label at most once.")
+        # A bool score matrix is a set of predictions (no NaN check), ranked as 0/1 as in _collect.
+        chunk = scores if scores.dtype == np.bool_ else _checked_score_chunk(scores, slice(0, rows))
+        top = _rank_top_k(chunk.astype(np.float64) if chunk.dtype == np.bool_ else chunk, max(self.ks))
+        members = [set(label_ids.tolist()) for label_ids in gold]
+        hits = np.array([[label in members[r] for label in row] for r, row in enumerate(top.tolist())], dtype=np.bool_)
+        decided = (
+            _threshold_chunk(chunk, self.threshold, self.scores_are_logits)
+            if predicted is None
+            else np.asarray(predicted, dtype=np.bool_)
+        )
+        predicted_rows, predicted_labels = np.nonzero(decided)
+        both = np.intersect1d(predicted_rows * n + predicted_labels, gold_keys, assume_unique=True)
+        true_positives = np.bincount(both % n, minlength=n)
+        self._counts[0] += true_positives
+        self._counts[1] += np.bincount(predicted_labels, minlength=n) - true_positives
+        self._counts[2] += np.bincount(gold_labels, minlength=n) - true_positives
+        # A row's predicted set equals its gold set iff both have as many labels as they share.
+        shared = np.bincount(both // n, minlength=rows)
+        predicted_counts = np.bincount(predicted_rows, minlength=rows)
+        self._exact_matches += int(np.sum((predicted_counts == gold_counts) & (shared == gold_counts)))
+        self._hits.append(hits.reshape(top.shape))
+        self._gold_counts.append(gold_counts)
+
+    @property
+    def rows(self) -> int:
+        """Rows added so far."""
+        return sum(len(counts) for counts in self._gold_counts)
+
+    def report(self) -> dict[str, float]:
+        """The metrics of every row added (see :func:`multilabel_quality_report`)."""
+        if not self._hits:
+            raise ValueError("no rows were added: the metrics need at least one example.")
+        stats = _Statistics(
+            n_labels=self.num_labels,
+            ranked_hits=np.concatenate(self._hits),
+            gold_counts=np.concatenate(self._gold_counts),
+            true_positives=self._counts[0],
+            false_positives=self._counts[1],
+            false_negatives=self._counts[2],
+            exact_matches=self._exact_matches,
+        )
+        return _report_from(stats, self.ks, self.empty_rows, self.zero_division)
 
 
 def multi_hot_from_label_ids(label_ids: Sequence[Sequence[int]], num_labels: int) -> np.ndarray:

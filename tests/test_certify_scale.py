@@ -1,0 +1,252 @@
+"""Rule-decided audits scale with the labels in the sets: verdicts by the sign-change rule, radii for a stated sample.
+
+References: sign changes counted by hand in circle order; the engine's one-LP-per-set path (``rule_only=False,
+exact_radius=True``, what every audit ran before radii were sampled) for verdicts and radii; the in-memory quality
+report for the streaming one. Also the engine's iteration bounds. The certificate's radius sample (recomputed by
+verify, forged ones rejected) is tested in test_tampering.py, on its certified checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hf_dft_head.argmax.lp as lp
+import hf_dft_head.argmax.verify as engine
+from hf_dft_head import audit
+from hf_dft_head.argmax import verify_label_sets
+from hf_dft_head.audit import SigmoidHead, VerifierOptions
+from hf_dft_head.gale import gale_matrix
+from hf_dft_head.metrics.quality import (
+    QualityAccumulator,
+    exact_match,
+    macro_f1,
+    micro_f1,
+    multi_hot_from_label_ids,
+    multilabel_quality_report,
+)
+
+DATA = Path(__file__).parent / "data"
+
+
+def changes_on_circle(label_set, order: np.ndarray, n: int) -> int:
+    """Independent reference: sign changes of the 0/1 indicator laid out in circle order (not cyclic)."""
+    indicator = np.zeros(n, dtype=np.int8)
+    indicator[order[list(label_set)]] = 1
+    return int(np.sum(indicator[1:] != indicator[:-1]))
+
+
+def dft_head(n: int, k: int, seed: int = 0) -> SigmoidHead:
+    """A pure DFT head ``G[order]`` (no slack, zero bias) with a random circle order, as find_sigmoid_head gives it."""
+    order = np.random.default_rng(seed).permutation(n)
+    return SigmoidHead(
+        weight=gale_matrix(n, k)[order], bias=np.zeros(n), kind="dft", space="x", dft_k=k, label_order=order
+    )
+
+
+def random_sets(n: int, count: int, max_size: int, seed: int) -> list[tuple[int, ...]]:
+    """``count`` distinct sorted label sets of 1..max_size labels, ordered by (size, ids) as audit_head orders them."""
+    generator = np.random.default_rng(seed)
+    sets = {
+        tuple(sorted(generator.choice(n, size=int(size), replace=False).tolist()))
+        for size in generator.integers(1, max_size + 1, count)
+    }
+    return sorted(sets, key=lambda s: (len(s), s))
+
+
+@pytest.fixture(scope="module")
+def small_case():
+    """n = 60, k = 2: a third of the sets have more than 2k sign changes; the per-set LP reference, once."""
+    n, k = 60, 2
+    head = dft_head(n, k)
+    sets = random_sets(n, 40, 7, seed=1)
+    reference = verify_label_sets(
+        head.weight, None, sets, dft_k=k, label_order=head.label_order, rule_only=False, exact_radius=True,
+        progress=False,
+    )  # fmt: skip
+    return head, sets, reference
+
+
+def test_rule_path_equals_the_per_set_lp_and_computes_every_radius_when_cheap(small_case) -> None:
+    head, sets, reference = small_case
+    results, settings = audit.verify_sets(head, sets, progress=False)
+    expected = ["argmaxable" if changes_on_circle(s, head.label_order, 60) <= 4 else "unargmaxable" for s in sets]
+    assert 5 < expected.count("unargmaxable") < len(sets) - 5
+    assert [r.verdict for r in results] == [v.status for v in reference] == expected
+    # The old path's radii exactly (the same LP on the same set), and its epsilon decisions.
+    assert [r.radius for r in results] == [v.radius for v in reference]
+    assert [r.epsilon_argmaxable for r in results] == [v.epsilon_argmaxable for v in reference]
+    radius = settings["radius"]
+    assert radius["computed_for"] == "all" and radius["seed"] is None and radius["sampled_sets_sha256"] is None
+    assert radius["rule_decided_argmaxable_sets"] == radius["sample_size"] == expected.count("argmaxable")
+    assert radius["lp_decided_sets"] == 0  # the rule's "no" comes with its own certificate, no LP
+    assert {r.method for r in results} == {"rule"}
+
+
+def test_radius_sample_is_seeded_stated_and_equals_the_per_set_lp(small_case) -> None:
+    head, sets, reference = small_case
+    results, settings = audit.verify_sets(head, sets, radius_sample=5, radius_seed=3, progress=False)
+    assert [r.verdict for r in results] == [v.status for v in reference]
+    population = [i for i, v in enumerate(reference) if v.status == "argmaxable"]
+    chosen = sorted(population[j] for j in np.random.default_rng(3).choice(len(population), 5, replace=False))
+    computed = [i for i, r in enumerate(results) if r.epsilon_argmaxable is not None and r.verdict == "argmaxable"]
+    assert computed == chosen
+    for i in chosen:
+        assert results[i].radius == reference[i].radius and results[i].radius > 0
+    assert all(np.isnan(results[i].radius) for i in population if i not in chosen)
+    radius = settings["radius"]
+    assert radius == {
+        **radius,
+        "computed_for": "sample",
+        "sample_size": 5,
+        "seed": 3,
+        "requested": 5,
+        "rule_decided_argmaxable_sets": len(population),
+        "sampled_sets_sha256": audit._sets_digest([sets[i] for i in chosen]),
+    }
+    # Same seed, same sample; another seed, another one; 0, none.
+    assert audit.verify_sets(head, sets, radius_sample=5, radius_seed=3, progress=False)[1] == settings
+    other = audit.verify_sets(head, sets, radius_sample=5, radius_seed=4, progress=False)[1]["radius"]
+    assert other["sampled_sets_sha256"] != radius["sampled_sets_sha256"]
+    none = audit.verify_sets(head, sets, radius_sample=0, progress=False)
+    assert none[1]["radius"]["computed_for"] == "none"
+    assert all(r.epsilon_argmaxable is None for r in none[0] if r.verdict == "argmaxable")
+    # The summary says how many radii stand behind the epsilon figures.
+    gold = audit.summarise_results(results, {s: 1 for s in sets}, label_names=[str(i) for i in range(60)], k=2)
+    assert gold["radius_computed"] == sum(row["radius_computed"] for row in gold["by_size"]) == 5
+    assert gold["epsilon_argmaxable_share"] is None  # not every argmaxable set has a radius
+
+
+def test_default_sample_fits_the_row_budget() -> None:
+    assert audit.RADIUS_ROW_BUDGET == 250_000
+    assert audit.radius_sample_size(None, 1000, 1_000_000) == 1
+    assert audit.radius_sample_size(None, 1000, 100_000) == 2
+    assert audit.radius_sample_size(None, 1000, 10_000) == 25
+    assert audit.radius_sample_size(None, 1000, 250) == 1000
+    assert audit.radius_sample_size(None, 20, 10_000) == 20
+    assert audit.radius_sample_size(7, 40, 10_000) == 7 and audit.radius_sample_size(0, 40, 60) == 0
+
+
+def test_rule_decides_a_200k_label_head_without_an_lp_per_set() -> None:
+    n, k = 200_000, 10
+    head = dft_head(n, k, seed=2)
+    generator = np.random.default_rng(5)
+    # Half the sets are runs of neighbouring circle positions (argmaxable at any size), half scattered labels.
+    inverse = np.argsort(head.label_order)
+    sets = []
+    for size in generator.integers(1, 31, 200):
+        if len(sets) % 2:
+            start = int(generator.integers(0, n - 40))
+            runs = [inverse[start : start + size // 2], inverse[start + 20 : start + 20 + size - size // 2]]
+            sets.append(tuple(sorted(int(i) for i in np.concatenate(runs))))
+        else:
+            sets.append(tuple(sorted(generator.choice(n, size=int(size), replace=False).tolist())))
+    sets = sorted(set(sets), key=lambda s: (len(s), s))
+    start = time.perf_counter()
+    results, settings = audit.verify_sets(head, sets, radius_sample=0, progress=False)
+    seconds = time.perf_counter() - start
+    expected = ["argmaxable" if changes_on_circle(s, head.label_order, n) <= 2 * k else "unargmaxable" for s in sets]
+    assert [r.verdict for r in results] == expected
+    assert 20 < expected.count("unargmaxable") < len(sets) - 20
+    assert {r.method for r in results} == {"rule"} and settings["radius"]["computed_for"] == "none"
+    assert seconds < 15.0, seconds  # ~1 s here; one LP per set would take ~3 s per set
+
+
+def test_workers_default_to_the_cores_for_lp_heads_only(small_case) -> None:
+    head = small_case[0]
+    cores = audit.available_cores()
+    assert audit.resolve_workers(None, head) == 1  # pure DFT: the rule decides in-process
+    assert audit.resolve_workers(None, SigmoidHead(head.weight, head.bias + 0.5, "dense", "x")) == cores
+    slack = SigmoidHead(np.c_[head.weight, np.ones(60)], head.bias, "dft", "x", dft_k=2, slack_dims=1)
+    assert audit.resolve_workers(None, slack) == cores and audit.resolve_workers(3, slack) == 3
+    assert VerifierOptions().workers is None and "workers" not in VerifierOptions().recorded()
+    with pytest.raises(ValueError, match="--workers must be >= 1"):
+        VerifierOptions(workers=0)
+    with pytest.raises(ValueError, match="--radius-sample must be >= 0"):
+        VerifierOptions(radius_sample=-1)
+
+
+def test_quality_gathered_batch_by_batch_equals_the_whole_matrix() -> None:
+    """The audit's streaming quality (QualityAccumulator over uneven batches) against the in-memory report, with
+    tied scores, empty gold rows, and predicted sets from thresholds of the model's own."""
+    generator = np.random.default_rng(9)
+    n, rows = 50, 37
+    scores = generator.integers(-3, 3, size=(rows, n)).astype(np.float32)  # many ties: the label-id rule decides
+    gold = [sorted(generator.choice(n, int(size), replace=False).tolist()) for size in generator.integers(0, 6, rows)]
+    targets = multi_hot_from_label_ids(gold, n)
+    thresholds = generator.normal(0.0, 1.0, n)
+    for predicted in (None, scores > thresholds):
+        expected = multilabel_quality_report(scores, targets, ks=audit.QUALITY_KS)
+        if predicted is not None:
+            expected.update(
+                micro_f1=micro_f1(predicted, targets),
+                macro_f1=macro_f1(predicted, targets),
+                exact_match=exact_match(predicted, targets),
+            )
+        accumulator = QualityAccumulator(n, ks=audit.QUALITY_KS)
+        for start, stop in ((0, 5), (5, 6), (6, 30), (30, rows)):
+            part = None if predicted is None else predicted[start:stop]
+            accumulator.add(scores[start:stop], gold[start:stop], predicted=part)
+        assert accumulator.rows == rows and accumulator.report() == expected  # exactly, key order included
+        assert list(accumulator.report()) == list(expected)
+    with pytest.raises(ValueError, match="holds label id 50, not in"):
+        accumulator.add(scores[:2], [[1], [50]])
+    with pytest.raises(ValueError, match="label id twice"):
+        accumulator.add(scores[:1], [[3, 3]])
+
+
+def test_results_do_not_depend_on_the_default_workers() -> None:
+    """A dense head (LP-decided) with every available core, and with one: the same verdicts, radii and settings."""
+    generator = np.random.default_rng(11)
+    head = SigmoidHead(generator.normal(size=(30, 6)), generator.normal(-0.5, 0.2, 30), "dense", "x")
+    sets = random_sets(30, 12, 4, seed=12)
+    parallel = audit.verify_sets(head, sets, progress=False)  # workers=None: every available core
+    serial = audit.verify_sets(head, sets, workers=1, progress=False)
+    assert audit.resolve_workers(None, head) == audit.available_cores()
+    assert parallel[1] == serial[1] and parallel[1]["radius"]["computed_for"] == "all"
+    assert [(r.verdict, r.epsilon_argmaxable, r.method) for r in parallel[0]] == [
+        (r.verdict, r.epsilon_argmaxable, r.method) for r in serial[0]
+    ]
+    assert np.array_equal([r.radius for r in parallel[0]], [r.radius for r in serial[0]], equal_nan=True)
+    assert {r.verdict for r in serial[0]} == {"argmaxable", "unargmaxable"}
+
+
+# ------------------------------------------------------------------------------------------- the engine's bounds
+
+
+def test_a_solve_from_scratch_is_capped_in_iterations(monkeypatch) -> None:
+    """No HiGHS run is unbounded: with the from-scratch cap at 1 iteration the full LP stops and says so."""
+    data = np.load(DATA / "dense_head_radius_hang.npz")
+    weight, bias, labels = data["weight"], data["bias"], data["label_set"].tolist()
+    monkeypatch.setattr(lp, "SCRATCH_ITERATIONS_PER_ROW", 0.0)
+    monkeypatch.setattr(lp, "SCRATCH_ITERATIONS_BASE", 1)
+    verdict = verify_label_sets(weight, bias, [labels], constraint_generation=False, progress=False)[0]
+    assert verdict.status == "undecided" and "Iteration limit" in verdict.reason, verdict.reason
+
+
+def test_constraint_generation_over_budget_falls_back_to_one_full_lp(monkeypatch) -> None:
+    """A DFT head's radius LP (n >> m: constraint generation) that spends its iteration budget is finished by one LP
+    over all rows, with the same radius as the full LP."""
+    n, k = 3000, 3
+    head = dft_head(n, k, seed=7)
+    labels = sorted(np.random.default_rng(8).choice(n, 3, replace=False).tolist())
+    options = {"dft_k": k, "label_order": head.label_order, "rule_only": False, "exact_radius": True}
+    reference = verify_label_sets(head.weight, None, [labels], constraint_generation=False, progress=False, **options)
+    calls = []
+    original = engine.maximise_radius
+
+    def tight_budget(problem, initial_rows, **kwargs):
+        if kwargs.get("max_iterations") is not None:
+            kwargs["max_iterations"] = 1
+        outcome = original(problem, initial_rows, **kwargs)
+        calls.append((len(initial_rows), outcome.kind))
+        return outcome
+
+    monkeypatch.setattr(engine, "maximise_radius", tight_budget)
+    verdict = verify_label_sets(head.weight, None, [labels], progress=False, **options)[0]
+    assert ("budget" in {kind for _, kind in calls}) and calls[-1] == (n, "optimal"), calls
+    assert verdict.status == "argmaxable" and verdict.radius_exact
+    assert verdict.relative_radius == pytest.approx(reference[0].relative_radius, rel=1e-6)
