@@ -1,8 +1,9 @@
 """Optimiser steps per second of head-only training on cached features: the row loader vs the in-memory path.
 
 The run trains the disaster main job's head -- a DFT head (k = 10, 8 slack dims, co-occurrence label order, batch
-128) on frozen all-MiniLM-L6-v2 features of the bundled disaster-response messages, cached by ``datasets`` -- with
-the product's own loop (:func:`hf_dft_head.training.train`), four times, each in its own process:
+128; ``--slack-dims 0`` for the pure head) on frozen all-MiniLM-L6-v2 features of the bundled disaster-response
+messages, cached by ``datasets`` -- with the product's own loop (:func:`hf_dft_head.training.train`), four times,
+each in its own process:
 
 - ``old``: the loop as it was before the in-memory path (``HF_DFT_DEBUG_ROW_LOADER=1``): every batch read row by
   row from the ``datasets`` table and collated per example, torch's default thread count;
@@ -53,7 +54,7 @@ def steps_per_second(log_path: Path) -> tuple[float, int, float]:
     return steps / seconds, steps, seconds
 
 
-def child(loop: str, epochs: int, output_dir: str) -> None:
+def child(loop: str, epochs: int, slack_dims: int, output_dir: str) -> None:
     """Train once in this process and print one JSON line with the rate and the peak RSS."""
     from hf_dft_head.console import configure_output
     from hf_dft_head.training import ROW_LOADER_ENV, TrainingArguments, train
@@ -67,7 +68,7 @@ def child(loop: str, epochs: int, output_dir: str) -> None:
         freeze_encoder=True,
         head="dft",
         k=10,
-        slack_dims=8,
+        slack_dims=slack_dims,
         batch_size=128,
         epochs=epochs,
         logging_steps=20,
@@ -87,7 +88,7 @@ def child(loop: str, epochs: int, output_dir: str) -> None:
     print("RESULT " + json.dumps(record))
 
 
-def run_child(loop: str, epochs: int, output_dir: Path, busy: bool) -> dict[str, Any]:
+def run_child(loop: str, epochs: int, slack_dims: int, output_dir: Path, busy: bool) -> dict[str, Any]:
     """One training process, beside a CPU-burning process when ``busy``."""
     from hf_dft_head.training import ROW_LOADER_ENV
 
@@ -96,7 +97,8 @@ def run_child(loop: str, epochs: int, output_dir: Path, busy: bool) -> dict[str,
         env[ROW_LOADER_ENV] = "1"
     burner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
-        command = [sys.executable, __file__, "--child", loop, "--epochs", str(epochs), "--output-dir", str(output_dir)]
+        command = [sys.executable, __file__, "--child", loop, "--epochs", str(epochs), "--slack-dims", str(slack_dims)]
+        command += ["--output-dir", str(output_dir)]
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
     finally:
         if burner is not None:
@@ -112,6 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--old-epochs", type=int, default=2, help="epochs of the old loop (165 steps each)")
     parser.add_argument("--new-epochs", type=int, default=6, help="epochs of the new loop")
+    parser.add_argument("--slack-dims", type=int, default=8, help="slack dims of the DFT head (k = 10)")
     parser.add_argument("--output-root", default=DEFAULT_OUTPUT_ROOT, help="run folders (replaced)")
     parser.add_argument("--json", help="also write the measurements to this file")
     parser.add_argument("--child", choices=("old", "new"), help=argparse.SUPPRESS)
@@ -119,7 +122,7 @@ def main() -> None:
     parser.add_argument("--output-dir", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.child:
-        child(options.child, options.epochs, options.output_dir)
+        child(options.child, options.epochs, options.slack_dims, options.output_dir)
         return
 
     root = Path(options.output_root)
@@ -128,7 +131,8 @@ def main() -> None:
     for condition in ("quiet", "busy"):
         for loop in ("old", "new"):
             epochs = options.old_epochs if loop == "old" else options.new_epochs
-            rows[condition, loop] = run_child(loop, epochs, root / f"{condition}-{loop}", busy=condition == "busy")
+            folder = root / f"{condition}-{loop}"
+            rows[condition, loop] = run_child(loop, epochs, options.slack_dims, folder, busy=condition == "busy")
             row = rows[condition, loop]
             print(
                 f"  {condition:5s} {loop}: {row['steps_per_second']:7.1f} steps/s over {row['steps_timed']} steps, "
@@ -137,7 +141,8 @@ def main() -> None:
             )
     load = os.getloadavg()
     print(
-        f"\nDFT head k=10, 8 slack dims, batch 128, frozen MiniLM features of disaster-response (21,045 train rows); "
+        f"\nDFT head k=10, {options.slack_dims} slack dims, batch 128, frozen MiniLM features of disaster-response "
+        "(21,045 train rows); "
         f"{os.cpu_count()} CPUs, load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}; "
         f"{time.time() - started:.0f} s in all."
     )

@@ -42,7 +42,7 @@ import datasets
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedType, set_seed
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -817,6 +817,12 @@ def _train(args: TrainingArguments) -> dict[str, Any]:
     model, optimizer, train_loader, validation_loader, scheduler = prepared
     test_loader = accelerator.prepare(loaders["test"]) if "test" in loaders else None
     accelerator.register_for_checkpointing(scheduler)
+    # A list made once: model.parameters() walks every module, the frozen encoder's too, at each call (a large share
+    # of a small head's step). Frozen parameters have no gradient and clipping skips those, so the trainable ones
+    # give the same norm -- except under FSDP, where Accelerate clips through the model only when given all of them.
+    clip_parameters = [
+        p for p in model.parameters() if p.requires_grad or accelerator.distributed_type == DistributedType.FSDP
+    ]
 
     state = TrainerState()
     if args.resume:
@@ -892,7 +898,7 @@ def _train(args: TrainingArguments) -> dict[str, Any]:
                 )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                    accelerator.clip_grad_norm_(clip_parameters, args.max_grad_norm)
                 optimizer.step()
                 if accelerator.sync_gradients:
                     scheduler.step()
