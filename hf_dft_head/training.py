@@ -77,9 +77,9 @@ RESUME_MAY_DIFFER = (
     "logging_steps",
     "num_workers",
 )
-#: Test and benchmark hook: "1" trains on cached features the way it was done before the in-memory path (rows read
-#: from the ``datasets`` table and collated per example, torch's default thread count), so that
-#: ``benchmarks/train_speed.py`` can time both loops in one run. Never needed otherwise.
+#: Test and benchmark hook: "1" trains the way it was done before the in-memory path (cached features read row by row
+#: from the ``datasets`` table and collated per example, torch's default thread count, the parameters to clip
+#: listed anew at each step), so that ``benchmarks/train_speed.py`` can time both loops in one run.
 ROW_LOADER_ENV = "HF_DFT_DEBUG_ROW_LOADER"
 #: Head-only steps whose head forward costs at most this many multiply-adds per batch run on one torch thread.
 #: Such a step is a few dozen small kernels of well under a millisecond each: splitting them over threads saves
@@ -774,6 +774,7 @@ def _train(args: TrainingArguments) -> dict[str, Any]:
         write_json_atomic(output_dir / RUN_MARKER, args.to_json())
     accelerator.wait_for_everyone()
 
+    legacy_loop = os.environ.get(ROW_LOADER_ENV) == "1"
     if args.freeze_encoder:
         with accelerator.main_process_first():
             splits = compute_encoder_features(
@@ -783,7 +784,7 @@ def _train(args: TrainingArguments) -> dict[str, Any]:
                 max_length=args.max_length,
                 batch_size=args.feature_batch_size,
             )
-        if os.environ.get(ROW_LOADER_ENV) == "1":
+        if legacy_loop:
             # numpy rows keep cached float32 features float32 (python lists would become float64)
             columns = [FEATURES_COLUMN, data_lib.LABELS_COLUMN, INDEX_COLUMN]
             collator = data_lib.MultiLabelCollator(vocabulary.num_labels)
@@ -898,7 +899,8 @@ def _train(args: TrainingArguments) -> dict[str, Any]:
                 )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm:
-                    accelerator.clip_grad_norm_(clip_parameters, args.max_grad_norm)
+                    clipped = model.parameters() if legacy_loop else clip_parameters
+                    accelerator.clip_grad_norm_(clipped, args.max_grad_norm)
                 optimizer.step()
                 if accelerator.sync_gradients:
                     scheduler.step()
