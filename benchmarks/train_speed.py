@@ -2,7 +2,7 @@
 
 The run trains the disaster main job's head -- a DFT head (k = 10, 8 slack dims, co-occurrence label order, batch
 128; ``--slack-dims 0`` for the pure head) on frozen all-MiniLM-L6-v2 features of the bundled disaster-response
-messages, cached by ``datasets`` -- with the product's own loop (:func:`hf_dft_head.training.train`), six times,
+messages, cached by ``datasets`` -- with the product's own loop (:func:`hf_dft_head.training.train`), once per loop,
 each in its own process:
 
 - ``old``: the loop as it was before the in-memory path (``HF_DFT_DEBUG_ROW_LOADER=1``): every batch read row by
@@ -10,19 +10,21 @@ each in its own process:
 - ``old-1t``: the same with ``OMP_NUM_THREADS=1``, which separates the gain of the data path from that of the thread
   count;
 - ``new``: the default path: the split's features as one tensor, batches cut from it by index, one torch thread
-  for a head this small;
+  for a head this small.
 
-each once on the machine as it is ("quiet") and once beside a CPU-burning process the benchmark starts ("busy":
-``python -c "while True: pass"``). Steps per second come from the run's ``log.jsonl``: the loss is logged every 20
-optimiser steps with the wall time, and the rate is the steps between consecutive loss records of the same epoch
-over their time (evaluation and saving at epoch ends fall outside). Peak RSS is the process's ``ru_maxrss``
-(encoder, data and features included). The machine may be shared with other jobs: compare the ratios printed,
-measured within one run, more than the absolute rates.
+Quiet and busy are measured inside the same run, epoch by epoch, so that the load of other jobs on a shared machine
+weighs on both alike: the process starts a CPU-burning process (``python -c "while True: pass"``) and keeps it
+stopped (SIGSTOP) during even epochs ("quiet") and running (SIGCONT) during odd ones ("busy"); a thread watches
+``log.jsonl`` and switches it when an epoch's evaluation is logged (so during the checkpoint saving, before the next
+epoch's first step). Epoch 0 is a warm-up and counted in neither. Steps per second come from ``log.jsonl``: the loss
+is logged every 20 optimiser steps with the wall time, and the rate is the steps between consecutive loss records of
+the same epoch over their time (evaluation and saving fall outside). Peak RSS is the training process's
+``ru_maxrss`` (encoder, data and features included). ``--repeats`` runs the three loops again (medians reported).
 
 Usage (from the repository root; the first run computes the features if they are not cached yet)::
 
     PYTHONPATH=. .venv/bin/python benchmarks/train_speed.py
-    PYTHONPATH=. .venv/bin/python benchmarks/train_speed.py --old-epochs 1 --new-epochs 3   # quicker
+    PYTHONPATH=. .venv/bin/python benchmarks/train_speed.py --repeats 3 --json /tmp/train_speed.json
 """
 
 from __future__ import annotations
@@ -31,35 +33,62 @@ import argparse
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 DEFAULT_OUTPUT_ROOT = "/tmp/hf_dft_head_train_speed"
-TARGET_SPEEDUP = 5.0  # the new loop's steps/s over the old one's, on the machine as it is
 LOOPS = ("old", "old-1t", "new")
+TARGET_SPEEDUP = 5.0  # the new loop's steps/s over the old one's, without the busy process
 TARGET_BUSY_SHARE = 0.5  # the new loop's steps/s beside one busy process over its steps/s without it
 
 
-def steps_per_second(log_path: Path) -> tuple[float, int, float]:
-    """``(steps/s, steps timed, seconds)`` from consecutive loss records of the same epoch in ``log.jsonl``."""
+def is_busy(epoch: int) -> bool | None:
+    """Whether the burner runs during ``epoch``: odd epochs busy, even quiet, epoch 0 a warm-up (``None``)."""
+    return None if epoch == 0 else epoch % 2 == 1
+
+
+def rates_by_condition(log_path: Path) -> dict[str, dict[str, float]]:
+    """``{"quiet"|"busy": {"steps_per_second", "steps", "seconds"}}`` from consecutive loss records of the same epoch
+    in ``log.jsonl``."""
     records = [json.loads(line) for line in log_path.read_text().splitlines()]
     losses = [record for record in records if "loss" in record]
-    steps, seconds = 0, 0.0
+    totals = {"quiet": [0, 0.0], "busy": [0, 0.0]}
     for before, after in zip(losses, losses[1:]):
-        if before["epoch"] == after["epoch"]:
-            steps += after["step"] - before["step"]
-            seconds += after["time"] - before["time"]
-    if seconds <= 0:
-        raise RuntimeError(f"{log_path}: fewer than two loss records in one epoch; train more epochs.")
-    return steps / seconds, steps, seconds
+        busy = is_busy(before["epoch"])
+        if before["epoch"] == after["epoch"] and busy is not None:
+            total = totals["busy" if busy else "quiet"]
+            total[0] += after["step"] - before["step"]
+            total[1] += after["time"] - before["time"]
+    out = {}
+    for condition, (steps, seconds) in totals.items():
+        if seconds <= 0:
+            raise RuntimeError(f"{log_path}: no timed steps while {condition}; train more epochs.")
+        out[condition] = {"steps_per_second": steps / seconds, "steps": steps, "seconds": seconds}
+    return out
+
+
+def switch_burner_by_epoch(burner: subprocess.Popen, log_path: Path, finished: threading.Event) -> None:
+    """Run ``burner`` during busy epochs, stop it otherwise: epoch ``e`` starts once ``e`` evaluations are logged."""
+    running = False
+    while not finished.wait(0.01):
+        try:
+            evaluations = log_path.read_text().count('"eval"')
+        except FileNotFoundError:
+            continue
+        wanted = bool(is_busy(evaluations))
+        if wanted != running:
+            burner.send_signal(signal.SIGCONT if wanted else signal.SIGSTOP)
+            running = wanted
 
 
 def child(loop: str, epochs: int, slack_dims: int, output_dir: str) -> None:
-    """Train once in this process and print one JSON line with the rate and the peak RSS."""
+    """Train once in this process beside the switched burner; print one JSON line with the rates and peak RSS."""
     from hf_dft_head.console import configure_output
     from hf_dft_head.training import ROW_LOADER_ENV, TrainingArguments, train
 
@@ -77,13 +106,24 @@ def child(loop: str, epochs: int, slack_dims: int, output_dir: str) -> None:
         epochs=epochs,
         logging_steps=20,
     )
-    results = train(args)
-    rate, steps, seconds = steps_per_second(Path(output_dir) / "log.jsonl")
+    log_path = Path(output_dir) / "log.jsonl"
+    if log_path.exists():
+        log_path.unlink()  # --overwrite empties the folder only later; the watcher must not read the old log
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    burner.send_signal(signal.SIGSTOP)
+    finished = threading.Event()
+    watcher = threading.Thread(target=switch_burner_by_epoch, args=(burner, log_path, finished), daemon=True)
+    watcher.start()
+    try:
+        results = train(args)
+    finally:
+        finished.set()
+        watcher.join()
+        burner.kill()
+        burner.wait()
     record = {
         "loop": loop,
-        "steps_per_second": rate,
-        "steps_timed": steps,
-        "seconds_timed": seconds,
+        **rates_by_condition(log_path),
         "train_seconds": results["train_seconds"],
         "global_step": results["global_step"],
         "test_f1@5": results["test"]["f1@5"],
@@ -92,8 +132,8 @@ def child(loop: str, epochs: int, slack_dims: int, output_dir: str) -> None:
     print("RESULT " + json.dumps(record))
 
 
-def run_child(loop: str, epochs: int, slack_dims: int, output_dir: Path, busy: bool) -> dict[str, Any]:
-    """One training process, beside a CPU-burning process when ``busy``."""
+def run_child(loop: str, epochs: int, slack_dims: int, output_dir: Path) -> dict[str, Any]:
+    """One training process (the old loops with the row-loader hook, ``old-1t`` on one OpenMP thread)."""
     from hf_dft_head.training import ROW_LOADER_ENV
 
     env = {key: value for key, value in os.environ.items() if key != ROW_LOADER_ENV}
@@ -101,15 +141,9 @@ def run_child(loop: str, epochs: int, slack_dims: int, output_dir: Path, busy: b
         env[ROW_LOADER_ENV] = "1"
     if loop == "old-1t":
         env["OMP_NUM_THREADS"] = "1"
-    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
-    try:
-        command = [sys.executable, __file__, "--child", loop, "--epochs", str(epochs), "--slack-dims", str(slack_dims)]
-        command += ["--output-dir", str(output_dir)]
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
-    finally:
-        if burner is not None:
-            burner.kill()
-            burner.wait()
+    command = [sys.executable, __file__, "--child", loop, "--epochs", str(epochs), "--slack-dims", str(slack_dims)]
+    command += ["--output-dir", str(output_dir)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{loop} training failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
@@ -118,12 +152,12 @@ def run_child(loop: str, epochs: int, slack_dims: int, output_dir: Path, busy: b
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--old-epochs", type=int, default=2, help="epochs of the old loop (165 steps each)")
-    parser.add_argument("--new-epochs", type=int, default=6, help="epochs of the new loop")
+    parser.add_argument("--old-epochs", type=int, default=5, help="epochs of the old loops (165 steps each)")
+    parser.add_argument("--new-epochs", type=int, default=13, help="epochs of the new loop")
     parser.add_argument("--slack-dims", type=int, default=8, help="slack dims of the DFT head (k = 10)")
+    parser.add_argument("--repeats", type=int, default=1, help="run the loops this many times; report medians")
     parser.add_argument("--output-root", default=DEFAULT_OUTPUT_ROOT, help="run folders (replaced)")
     parser.add_argument("--json", help="also write the measurements to this file")
-    parser.add_argument("--repeats", type=int, default=1, help="measure each case this many times; report medians")
     parser.add_argument("--child", choices=LOOPS, help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--output-dir", help=argparse.SUPPRESS)
@@ -131,24 +165,26 @@ def main() -> None:
     if options.child:
         child(options.child, options.epochs, options.slack_dims, options.output_dir)
         return
+    if min(options.old_epochs, options.new_epochs) < 3:
+        parser.error("--old-epochs and --new-epochs must be >= 3 (a warm-up epoch, then quiet and busy ones)")
 
-    root = Path(options.output_root)
-    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    runs: dict[str, list[dict[str, Any]]] = {loop: [] for loop in LOOPS}
     started = time.time()
     for _ in range(options.repeats):
-        for condition in ("quiet", "busy"):
-            for loop in LOOPS:
-                epochs = options.new_epochs if loop == "new" else options.old_epochs
-                folder = root / f"{condition}-{loop}"
-                row = run_child(loop, epochs, options.slack_dims, folder, busy=condition == "busy")
-                runs.setdefault((condition, loop), []).append(row)
-                print(
-                    f"  {condition:5s} {loop:6s}: {row['steps_per_second']:7.1f} steps/s over {row['steps_timed']} "
-                    f"steps, peak RSS {row['peak_rss_mb']:.0f} MB",
-                    flush=True,
-                )
-    rate = {key: statistics.median(row["steps_per_second"] for row in rows) for key, rows in runs.items()}
-    rss = {key: max(row["peak_rss_mb"] for row in rows) for key, rows in runs.items()}
+        for loop in LOOPS:
+            epochs = options.new_epochs if loop == "new" else options.old_epochs
+            row = run_child(loop, epochs, options.slack_dims, Path(options.output_root) / loop)
+            runs[loop].append(row)
+            print(
+                f"  {loop:6s}: quiet {row['quiet']['steps_per_second']:7.1f} steps/s ({row['quiet']['steps']} steps), "
+                f"busy {row['busy']['steps_per_second']:7.1f} steps/s ({row['busy']['steps']} steps), "
+                f"peak RSS {row['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
+
+    def median(loop: str, condition: str) -> float:
+        return statistics.median(row[condition]["steps_per_second"] for row in runs[loop])
+
     load = os.getloadavg()
     print(
         f"\nDFT head k=10, {options.slack_dims} slack dims, batch 128, frozen MiniLM features of disaster-response "
@@ -160,20 +196,20 @@ def main() -> None:
         f"{'new/this busy':>14s} {'peak RSS MB':>12s}"
     )
     for loop in LOOPS:
-        quiet, busy = rate["quiet", loop], rate["busy", loop]
+        quiet, busy = median(loop, "quiet"), median(loop, "busy")
+        rss = max(row["peak_rss_mb"] for row in runs[loop])
         print(
-            f"{loop:7s} {quiet:14.1f} {busy:13.1f} {busy / quiet:11.2f} {rate['quiet', 'new'] / quiet:15.1f} "
-            f"{rate['busy', 'new'] / busy:14.1f} {max(rss['quiet', loop], rss['busy', loop]):12.0f}"
+            f"{loop:7s} {quiet:14.1f} {busy:13.1f} {busy / quiet:11.2f} {median('new', 'quiet') / quiet:15.1f} "
+            f"{median('new', 'busy') / busy:14.1f} {rss:12.0f}"
         )
-    speedup = rate["quiet", "new"] / rate["quiet", "old"]
-    busy_share = rate["busy", "new"] / rate["quiet", "new"]
+    speedup = median("new", "quiet") / median("old", "quiet")
+    busy_share = median("new", "busy") / median("new", "quiet")
     met = "met" if speedup >= TARGET_SPEEDUP else "NOT met"
     print(f"target new >= {TARGET_SPEEDUP:.0f}x old (quiet): {met} ({speedup:.1f}x)")
     met = "met" if busy_share >= TARGET_BUSY_SHARE else "NOT met"
     print(f"target new busy >= {TARGET_BUSY_SHARE:.0%} of new quiet: {met} ({busy_share:.0%})")
     if options.json:
-        payload = {f"{condition}-{loop}": rows for (condition, loop), rows in runs.items()}
-        Path(options.json).write_text(json.dumps(payload, indent=2))
+        Path(options.json).write_text(json.dumps(runs, indent=2))
 
 
 if __name__ == "__main__":

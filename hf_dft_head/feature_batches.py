@@ -26,11 +26,20 @@ from torch.utils.data import Dataset
 
 
 def _list_column(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """A list column of ``N`` rows as ``(flat values (P,), row lengths (N,))`` (row slicing taken into account)."""
-    column = table.column(name).combine_chunks()
+    """A list column of ``N`` rows as ``(flat values (P,), row lengths (N,))``, both new arrays in memory.
+
+    Chunk by chunk (``flatten`` takes each chunk's slicing into account): joining the chunks first would hold a
+    second copy of the whole column at the peak.
+    """
+    column = table.column(name)
     if column.null_count:
         raise ValueError(f"column {name!r} has {column.null_count} missing rows; every row needs a list.")
-    return column.flatten().to_numpy(zero_copy_only=False), pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    chunks = column.chunks
+    if not chunks:
+        return np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.int64)
+    values = np.concatenate([chunk.flatten().to_numpy(zero_copy_only=False) for chunk in chunks])
+    lengths = np.concatenate([pc.list_value_length(chunk).to_numpy(zero_copy_only=False) for chunk in chunks])
+    return values, lengths
 
 
 class InMemoryFeatures(Dataset):
@@ -91,7 +100,7 @@ class InMemoryFeatures(Dataset):
         offsets = np.zeros(rows + 1, dtype=np.int64)
         np.cumsum(counts, out=offsets[1:])
         return cls(
-            values.astype(np.float32).reshape(rows, width),  # a copy in memory, not a view of the cache file
+            values.astype(np.float32, copy=False).reshape(rows, width),
             ids,
             offsets,
             table.column(index_key).to_numpy(zero_copy_only=False),
