@@ -13,10 +13,11 @@ each in its own process:
   for a head this small.
 
 Quiet and busy are measured inside the same run, epoch by epoch, so that the load of other jobs on a shared machine
-weighs on both alike: the process starts a CPU-burning process (``python -c "while True: pass"``) and keeps it
-stopped (SIGSTOP) during even epochs ("quiet") and running (SIGCONT) during odd ones ("busy"); a thread watches
-``log.jsonl`` and switches it when an epoch's evaluation is logged (so during the checkpoint saving, before the next
-epoch's first step). Epoch 0 is a warm-up and counted in neither. Steps per second come from ``log.jsonl``: the loss
+weighs on both alike: the benchmark starts a CPU-burning process (``python -c "while True: pass"``) and keeps it
+stopped (SIGSTOP) during even epochs ("quiet") and running (SIGCONT) during odd ones ("busy"); a thread of the
+benchmark's own process (not the training process, whose GIL it would contend for) watches ``log.jsonl`` and
+switches the burner when an epoch's evaluation is logged (so during the checkpoint saving, before the next epoch's
+first step). Epoch 0 is a warm-up and counted in neither. Steps per second come from ``log.jsonl``: the loss
 is logged every 20 optimiser steps with the wall time, and the rate is the steps between consecutive loss records of
 the same epoch over their time (evaluation and saving fall outside). Peak RSS is the training process's
 ``ru_maxrss`` (encoder, data and features included). ``--repeats`` runs the three loops again (medians reported).
@@ -88,7 +89,7 @@ def switch_burner_by_epoch(burner: subprocess.Popen, log_path: Path, finished: t
 
 
 def child(loop: str, epochs: int, slack_dims: int, output_dir: str) -> None:
-    """Train once in this process beside the switched burner; print one JSON line with the rates and peak RSS."""
+    """Train once in this process; print one JSON line with the rates and the peak RSS."""
     from hf_dft_head.console import configure_output
     from hf_dft_head.training import ROW_LOADER_ENV, TrainingArguments, train
 
@@ -106,24 +107,10 @@ def child(loop: str, epochs: int, slack_dims: int, output_dir: str) -> None:
         epochs=epochs,
         logging_steps=20,
     )
-    log_path = Path(output_dir) / "log.jsonl"
-    if log_path.exists():
-        log_path.unlink()  # --overwrite empties the folder only later; the watcher must not read the old log
-    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    burner.send_signal(signal.SIGSTOP)
-    finished = threading.Event()
-    watcher = threading.Thread(target=switch_burner_by_epoch, args=(burner, log_path, finished), daemon=True)
-    watcher.start()
-    try:
-        results = train(args)
-    finally:
-        finished.set()
-        watcher.join()
-        burner.kill()
-        burner.wait()
+    results = train(args)
     record = {
         "loop": loop,
-        **rates_by_condition(log_path),
+        **rates_by_condition(Path(output_dir) / "log.jsonl"),
         "train_seconds": results["train_seconds"],
         "global_step": results["global_step"],
         "test_f1@5": results["test"]["f1@5"],
@@ -133,7 +120,8 @@ def child(loop: str, epochs: int, slack_dims: int, output_dir: str) -> None:
 
 
 def run_child(loop: str, epochs: int, slack_dims: int, output_dir: Path) -> dict[str, Any]:
-    """One training process (the old loops with the row-loader hook, ``old-1t`` on one OpenMP thread)."""
+    """One training process (the old loops with the row-loader hook, ``old-1t`` on one OpenMP thread) beside the
+    burner, switched by epoch."""
     from hf_dft_head.training import ROW_LOADER_ENV
 
     env = {key: value for key, value in os.environ.items() if key != ROW_LOADER_ENV}
@@ -143,7 +131,21 @@ def run_child(loop: str, epochs: int, slack_dims: int, output_dir: Path) -> dict
         env["OMP_NUM_THREADS"] = "1"
     command = [sys.executable, __file__, "--child", loop, "--epochs", str(epochs), "--slack-dims", str(slack_dims)]
     command += ["--output-dir", str(output_dir)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
+    log_path = output_dir / "log.jsonl"
+    if log_path.exists():
+        log_path.unlink()  # --overwrite empties the folder only later; the watcher must not read the old log
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    burner.send_signal(signal.SIGSTOP)
+    finished = threading.Event()
+    watcher = threading.Thread(target=switch_burner_by_epoch, args=(burner, log_path, finished), daemon=True)
+    watcher.start()
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=3600)
+    finally:
+        finished.set()
+        watcher.join()
+        burner.kill()
+        burner.wait()
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         raise RuntimeError(f"{loop} training failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
