@@ -21,6 +21,8 @@ first step). Epoch 0 is a warm-up and counted in neither. Steps per second come 
 is logged every 20 optimiser steps with the wall time, and the rate is the steps between consecutive loss records of
 the same epoch over their time (evaluation and saving fall outside). Peak RSS is the training process's
 ``ru_maxrss`` (encoder, data and features included). ``--repeats`` runs the three loops again (medians reported).
+At the end a plain Python counting loop is timed in the benchmark's own process with the burner stopped and running
+in turn: its busy/quiet share is what the machine leaves any one-thread process, the ceiling for the loops'.
 
 Usage (from the repository root; the first run computes the features if they are not cached yet)::
 
@@ -86,6 +88,28 @@ def switch_burner_by_epoch(burner: subprocess.Popen, log_path: Path, finished: t
         if wanted != running:
             burner.send_signal(signal.SIGCONT if wanted else signal.SIGSTOP)
             running = wanted
+
+
+def reference_busy_share(windows: int = 8, seconds: float = 1.0) -> tuple[float, float]:
+    """``(quiet, busy)`` iterations per second of a plain Python counting loop in this process, in windows that
+    alternate with the burner stopped and running: what the machine gives any one-thread process, the ceiling of the
+    training loop's busy/quiet share."""
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        for window in range(windows):
+            busy = window % 2 == 1
+            burner.send_signal(signal.SIGCONT if busy else signal.SIGSTOP)
+            time.sleep(0.2)  # let the scheduler settle
+            count, begin = 0, time.perf_counter()
+            while (elapsed := time.perf_counter() - begin) < seconds:
+                for _ in range(10_000):
+                    count += 1
+            rates[busy].append(count / elapsed)
+    finally:
+        burner.kill()
+        burner.wait()
+    return statistics.median(rates[False]), statistics.median(rates[True])
 
 
 def child(loop: str, epochs: int, slack_dims: int, output_dir: str) -> None:
@@ -184,6 +208,8 @@ def main() -> None:
                 flush=True,
             )
 
+    quiet_reference, busy_reference = reference_busy_share()
+
     def median(loop: str, condition: str) -> float:
         return statistics.median(row[condition]["steps_per_second"] for row in runs[loop])
 
@@ -204,6 +230,10 @@ def main() -> None:
             f"{loop:7s} {quiet:14.1f} {busy:13.1f} {busy / quiet:11.2f} {median('new', 'quiet') / quiet:15.1f} "
             f"{median('new', 'busy') / busy:14.1f} {rss:12.0f}"
         )
+    print(
+        f"a plain Python loop in the benchmark's process, same alternation: busy/quiet "
+        f"{busy_reference / quiet_reference:.2f} (what this machine leaves any one-thread process)"
+    )
     speedup = median("new", "quiet") / median("old", "quiet")
     busy_share = median("new", "busy") / median("new", "quiet")
     met = "met" if speedup >= TARGET_SPEEDUP else "NOT met"

@@ -82,12 +82,12 @@ RESUME_MAY_DIFFER = (
 #: listed anew at each step), so that ``benchmarks/train_speed.py`` can time both loops in one run.
 ROW_LOADER_ENV = "HF_DFT_DEBUG_ROW_LOADER"
 #: Head-only steps whose head forward costs at most this many multiply-adds per batch run on one torch thread.
-#: Such a step is a few dozen small kernels of well under a millisecond each: splitting them over threads saves
-#: less than the threads' hand-over costs, and when another process holds a core, every kernel waits for the thread
-#: that was scheduled out (OpenMP threads spin at each barrier). Measured on the disaster-response head (DFT k=10,
-#: 8 slack dims, batch 128: 1.5M multiply-adds), 2 threads ran the step slower than 1 on a quiet 2-core machine and
-#: ran it several times slower with one busy process (benchmarks/train_speed.py). 2**24 is a step of a few ms on
-#: one core, where threads start to pay off.
+#: Such a step is a few dozen kernels of microseconds each: split over threads, every kernel ends at a barrier where
+#: the threads wait for the slowest, and when another process holds a core that thread is scheduled out while the
+#: others spin. Measured with benchmarks/train_speed.py on a shared 2-core machine, the disaster-response head (DFT
+#: k=10, 8 slack dims, batch 128: 1.5M multiply-adds) trained by the old per-example loop at 17 steps/s on torch's
+#: default 2 threads and 101 on 1 (42 vs 11 with one more busy process). 2**24 is a step of a few milliseconds on
+#: one core, about where splitting the head's matmuls over threads can start to pay (a judgement, not measured).
 ONE_THREAD_MAX_MULTIPLY_ADDS = 2**24
 
 
