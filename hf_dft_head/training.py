@@ -42,7 +42,7 @@ import datasets
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, DistributedType, set_seed
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -51,7 +51,9 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, get_linear_schedu
 from . import data as data_lib
 from .configuration import DFT_PATH_CHOICES, POOLINGS
 from .console import datasets_progress, progress_enabled
+from .feature_batches import InMemoryFeatures, whole_batch
 from .label_order import label_order, order_statistics
+from .layers import DFTHead
 from .metrics.quality import multilabel_quality_report
 from .modeling import DFTForMultiLabelClassification
 from .output_checks import check_removable_tree, check_writable_folder
@@ -75,6 +77,18 @@ RESUME_MAY_DIFFER = (
     "logging_steps",
     "num_workers",
 )
+#: Test and benchmark hook: "1" trains the way it was done before the in-memory path (cached features read row by row
+#: from the ``datasets`` table and collated per example, torch's default thread count, the parameters to clip
+#: listed anew at each step), so that ``benchmarks/train_speed.py`` can time both loops in one run.
+ROW_LOADER_ENV = "HF_DFT_DEBUG_ROW_LOADER"
+#: Head-only steps whose head forward costs at most this many multiply-adds per batch run on one torch thread.
+#: Such a step is a few dozen kernels of microseconds each: split over threads, every kernel ends at a barrier where
+#: the threads wait for the slowest, and when another process holds a core that thread is scheduled out while the
+#: others spin. Measured with benchmarks/train_speed.py on a shared 2-core machine, the disaster-response head (DFT
+#: k=10, 8 slack dims, batch 128: 1.5M multiply-adds) trained by the old per-example loop at 17 steps/s on torch's
+#: default 2 threads and 101 on 1 (42 vs 11 with one more busy process). 2**24 is a step of a few milliseconds on
+#: one core, about where splitting the head's matmuls over threads can start to pay (a judgement, not measured).
+ONE_THREAD_MAX_MULTIPLY_ADDS = 2**24
 
 
 def bundled_encoder_path() -> str:
@@ -573,6 +587,42 @@ def _build_dataloaders(
     return loaders
 
 
+def feature_loaders(splits: datasets.DatasetDict, num_labels: int, args: TrainingArguments) -> dict[str, DataLoader]:
+    """Loaders over the cached features of every split, held in memory (:class:`InMemoryFeatures`).
+
+    Built like :func:`_build_dataloaders` (batch sizes, shuffling of train only, the seeded generator, workers), so
+    Accelerate prepares them the same way and they give the same batches in the same order; a batch is made by
+    indexing tensors instead of reading and collating its rows one by one.
+    """
+    loaders = {}
+    for name, split in splits.items():
+        dataset = InMemoryFeatures.from_split(
+            split,
+            num_labels,
+            features_key=FEATURES_COLUMN,
+            labels_key=data_lib.LABELS_COLUMN,
+            index_key=INDEX_COLUMN,
+        )
+        loaders[name] = DataLoader(
+            dataset,
+            batch_size=args.batch_size if name == "train" else args.eval_batch_size,
+            shuffle=name == "train",
+            collate_fn=whole_batch,
+            num_workers=args.num_workers,
+            generator=torch.Generator().manual_seed(args.seed),  # as in _build_dataloaders
+        )
+    return loaders
+
+
+def head_multiply_adds(head: nn.Module, batch_size: int) -> int:
+    """Multiply-adds of the head's forward over one batch, roughly: every parameter is used once per example (the
+    dense and bottleneck heads are exactly their matrices), plus ``n (2k + 1)`` for a DFT head's fixed matrix."""
+    per_example = sum(p.numel() for p in head.parameters())
+    if isinstance(head, DFTHead):
+        per_example += head.dft.num_labels * (2 * head.dft.k + 1)
+    return per_example * batch_size
+
+
 def _param_digest(model: torch.nn.Module) -> str:
     digest = hashlib.sha256()
     for _, parameter in sorted(model.named_parameters()):
@@ -631,8 +681,19 @@ def circle_order(loaded: data_lib.MultiLabelData, args: TrainingArguments) -> np
 def train(args: TrainingArguments) -> dict[str, Any]:
     """Train, evaluate every epoch (or ``eval_steps``), keep the best checkpoint, evaluate it on test.
 
-    Returns the final results dict (also written to ``output_dir/eval_results.json``).
+    Returns the final results dict (also written to ``output_dir/eval_results.json``). Head-only training of a
+    small head runs on one torch thread (:data:`ONE_THREAD_MAX_MULTIPLY_ADDS`); the caller's thread count is
+    restored on return, also when training fails.
     """
+    threads = torch.get_num_threads()
+    try:
+        return _train(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(args: TrainingArguments) -> dict[str, Any]:
+    """:func:`train` (which restores the torch thread count this may change)."""
     check_arguments(args)
     changed_args = check_output_dir(args)
     output_dir = Path(args.output_dir)
@@ -713,6 +774,7 @@ def train(args: TrainingArguments) -> dict[str, Any]:
         write_json_atomic(output_dir / RUN_MARKER, args.to_json())
     accelerator.wait_for_everyone()
 
+    legacy_loop = os.environ.get(ROW_LOADER_ENV) == "1"
     if args.freeze_encoder:
         with accelerator.main_process_first():
             splits = compute_encoder_features(
@@ -722,15 +784,22 @@ def train(args: TrainingArguments) -> dict[str, Any]:
                 max_length=args.max_length,
                 batch_size=args.feature_batch_size,
             )
-        collator = data_lib.MultiLabelCollator(vocabulary.num_labels)
-        columns = [FEATURES_COLUMN, data_lib.LABELS_COLUMN, INDEX_COLUMN]
+        if legacy_loop:
+            # numpy rows keep cached float32 features float32 (python lists would become float64)
+            columns = [FEATURES_COLUMN, data_lib.LABELS_COLUMN, INDEX_COLUMN]
+            collator = data_lib.MultiLabelCollator(vocabulary.num_labels)
+            loaders = _build_dataloaders(splits, collator, args, columns, "numpy")
+        else:
+            loaders = feature_loaders(splits, vocabulary.num_labels, args)
+            # After the features (the encoder, if it ran, wants every thread): see ONE_THREAD_MAX_MULTIPLY_ADDS.
+            if head_multiply_adds(model.head, args.batch_size) <= ONE_THREAD_MAX_MULTIPLY_ADDS:
+                torch.set_num_threads(1)
     else:
         with accelerator.main_process_first():
             splits = data_lib.tokenize_dataset(loaded.dataset, tokenizer, max_length=args.max_length)
         collator = with_example_index(data_lib.MultiLabelCollator(vocabulary.num_labels, tokenizer))
         columns = [*tokenizer.model_input_names, data_lib.LABELS_COLUMN, INDEX_COLUMN]
-    # numpy rows keep cached float32 features float32 (python lists would become float64)
-    loaders = _build_dataloaders(splits, collator, args, columns, "numpy" if args.freeze_encoder else None)
+        loaders = _build_dataloaders(splits, collator, args, columns, None)
 
     pos_weight = positive_weights(loaded, args)
     if pos_weight is not None:
@@ -749,6 +818,12 @@ def train(args: TrainingArguments) -> dict[str, Any]:
     model, optimizer, train_loader, validation_loader, scheduler = prepared
     test_loader = accelerator.prepare(loaders["test"]) if "test" in loaders else None
     accelerator.register_for_checkpointing(scheduler)
+    # A list made once: model.parameters() walks every module, the frozen encoder's too, at each call (a large share
+    # of a small head's step). Frozen parameters have no gradient and clipping skips those, so the trainable ones
+    # give the same norm -- except under FSDP, where Accelerate clips through the model only when given all of them.
+    clip_parameters = [
+        p for p in model.parameters() if p.requires_grad or accelerator.distributed_type == DistributedType.FSDP
+    ]
 
     state = TrainerState()
     if args.resume:
@@ -824,7 +899,8 @@ def train(args: TrainingArguments) -> dict[str, Any]:
                 )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm:
-                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                    clipped = model.parameters() if legacy_loop else clip_parameters
+                    accelerator.clip_grad_norm_(clipped, args.max_grad_norm)
                 optimizer.step()
                 if accelerator.sync_gradients:
                     scheduler.step()
