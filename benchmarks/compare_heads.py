@@ -577,7 +577,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--pos-weight", choices=("none", "auto"), default="none", help="train's --pos-weight for every head"
     )
-    parser.add_argument("--pos-weight-max", type=float, default=50.0, help="train's --pos-weight-max")
+    parser.add_argument("--pos-weight-max", type=float, default=5.0, help="train's --pos-weight-max")
     parser.add_argument(
         "--heads", nargs="*", default=None, help="only these heads of the grid, by name (e.g. dense dft-k10-s0-co)"
     )

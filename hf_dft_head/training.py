@@ -139,7 +139,9 @@ class TrainingArguments(data_lib.DataArguments):
         "BCE weight of each label's positives: none, auto (negatives / positives in train, clipped to "
         "[1, --pos-weight-max]: rare labels count more), or a JSON file ({label: weight} or a list of n weights)",
     )
-    pos_weight_max: float = _option(50.0, "upper clip of --pos-weight auto")
+    pos_weight_max: float = _option(
+        5.0, "upper clip of --pos-weight auto (measured on kaomoji: 5 helps macro-F1, 50 hurts every metric)"
+    )
     bottleneck_dim: int = _option(32, "bottleneck head: the width r of its middle layer")
     pooling: Literal["mean", "cls"] = _option(
         "mean", "encoder features: mean (over non-padding tokens) or cls (first token)"
