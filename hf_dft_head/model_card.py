@@ -312,6 +312,13 @@ def _template_values(
     ]
     id2label = config.get("id2label") or {}
     names = [str(id2label.get(str(i), id2label.get(i, i))) for i in range(n)]
+    positions = config.get("label_order")
+    if head_kind == "dft" and isinstance(positions, list) and sorted(positions) == list(range(n)):
+        # label i sits at circle position positions[i]: list the labels as they sit around the circle
+        by_position = [""] * n
+        for label, position in enumerate(positions):
+            by_position[position] = names[label]
+        names = by_position
     return {
         "model_name": repo_id.split("/")[-1],
         "repo_id": repo_id,

@@ -22,6 +22,7 @@ from hf_dft_head.audit import dataset_spec
 from hf_dft_head.checkpoints import sha256_file
 from hf_dft_head.gale import gale_matrix
 from hf_dft_head.layers import DFTHead, DFTLayer
+from hf_dft_head.model_card import render_model_card
 
 
 def permutation(n: int, seed: int) -> np.ndarray:
@@ -179,6 +180,10 @@ def test_certificate_states_the_order_and_verify_recomputes_it(tmp_path):
     assert gold["argmaxable"] == sum(changes_on_circle(s) <= 2 * k for s in distinct)
     assert gold["unargmaxable"] == sum(changes_on_circle(s) > 2 * k for s in distinct) > 0
     assert certificate.verify_checkpoint(folder, progress=False).outcome == "verified"
+    # The model card lists the labels as they sit around the circle (label i at position order[i]).
+    card = str(render_model_card(folder, repo_id="user/ordered"))
+    around = [config["id2label"][str(label)] for label in np.argsort(order)]
+    assert f"in circle order): {', '.join(around)}" in card
 
     # Another order written into the config (and re-hashed): the head and the audit no longer match.
     changed = Path(shutil.copytree(folder, tmp_path / "changed"))
