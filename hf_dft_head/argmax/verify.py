@@ -845,7 +845,7 @@ def verify_label_sets(
         tasks = [(i, sets[i], None, None) for i in range(len(sets))]
 
     jobs = (os.cpu_count() or 1) if n_jobs == -1 else max(1, int(n_jobs))
-    bar = tqdm(total=len(tasks), disable=not progress, desc="argmaxability", unit="set")
+    bar = tqdm(total=len(tasks), disable=not progress or not tasks, desc="argmaxability", unit="set")
     if jobs == 1 or len(tasks) <= 1:
         with _single_blas_thread():  # as in the workers, so that results do not depend on n_jobs
             for i, labels, rule_says, count in tasks:
