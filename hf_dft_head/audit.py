@@ -354,6 +354,15 @@ class AuditSplit:
     fingerprint: str
     dropped_labels: dict[str, int] = field(default_factory=dict)
 
+    def describe(self) -> dict[str, Any]:
+        """The JSON-ready record of this split in reports: its spec, size, fingerprint and dropped labels."""
+        return {
+            **self.spec,
+            "examples": len(self.texts),
+            "fingerprint_sha256": self.fingerprint,
+            "labels_unknown_to_model": self.dropped_labels,
+        }
+
 
 def dataset_spec(dataset: str | None, split: str = "test", *, seed: int = 42, **options: Any) -> dict[str, Any]:
     """The JSON-ready description of a split that :func:`load_audit_split` loads (and a certificate records).
@@ -918,12 +927,7 @@ def audit_checkpoint(
     )
     return {
         "model": {"path": str(model_path), "architecture": type(model).__name__, "head": head.describe()},
-        "dataset": {
-            **split.spec,
-            "examples": len(split.texts),
-            "fingerprint_sha256": split.fingerprint,
-            "labels_unknown_to_model": split.dropped_labels,
-        },
+        "dataset": split.describe(),
         "prediction": {
             "rule": "label i predicted when sigmoid(z_i) > 0.5 (logit > 0)"
             if head.logit_thresholds is None

@@ -42,11 +42,6 @@ def evaluate_checkpoint(
     )
     return {
         "model": {"path": str(checkpoint), "architecture": type(model).__name__, "num_labels": len(labels)},
-        "dataset": {
-            **split.spec,
-            "examples": len(split.texts),
-            "fingerprint_sha256": split.fingerprint,
-            "labels_unknown_to_model": split.dropped_labels,
-        },
+        "dataset": split.describe(),
         "metrics": predictions.quality,
     }

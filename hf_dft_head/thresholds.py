@@ -544,12 +544,7 @@ def tune_checkpoint(
         "checkpoint": str(checkpoint.resolve()),
         "metric": options.metric,
         "mode": "keep_guarantee" if options.keep_guarantee else "per_label",
-        "data": {
-            **split.spec,
-            "examples": len(split.texts),
-            "fingerprint_sha256": split.fingerprint,
-            "labels_unknown_to_model": split.dropped_labels,
-        },
+        "data": split.describe(),
         "min_positives": options.min_positives,
         "fallback": {
             "policy": options.fallback,
