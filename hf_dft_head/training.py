@@ -576,25 +576,30 @@ def _build_dataloaders(
     loaders = {}
     for name, split in splits.items():
         split = split.with_format(format_type, columns=[c for c in columns if c in split.column_names])
-        loaders[name] = DataLoader(
-            split,
-            batch_size=args.batch_size if name == "train" else args.eval_batch_size,
-            shuffle=name == "train",
-            collate_fn=collator,
-            num_workers=args.num_workers,
-            # Each iterator draws a base seed; from the loader's own generator it leaves the global RNG
-            # (dropout) untouched, so a resumed run replays exactly the masks of an uninterrupted one.
-            generator=torch.Generator().manual_seed(args.seed),
-        )
+        loaders[name] = _split_loader(name, split, collator, args)
     return loaders
+
+
+def _split_loader(name: str, dataset: Any, collate_fn: Any, args: TrainingArguments) -> DataLoader:
+    """The loader of split ``name``: the train batch size and shuffling for train, the eval batch size otherwise."""
+    return DataLoader(
+        dataset,
+        batch_size=args.batch_size if name == "train" else args.eval_batch_size,
+        shuffle=name == "train",
+        collate_fn=collate_fn,
+        num_workers=args.num_workers,
+        # Each iterator draws a base seed; from the loader's own generator it leaves the global RNG
+        # (dropout) untouched, so a resumed run replays exactly the masks of an uninterrupted one.
+        generator=torch.Generator().manual_seed(args.seed),
+    )
 
 
 def feature_loaders(splits: datasets.DatasetDict, num_labels: int, args: TrainingArguments) -> dict[str, DataLoader]:
     """Loaders over the cached features of every split, held in memory (:class:`InMemoryFeatures`).
 
-    Built like :func:`_build_dataloaders` (batch sizes, shuffling of train only, the seeded generator, workers), so
-    Accelerate prepares them the same way and they give the same batches in the same order; a batch is made by
-    indexing tensors instead of reading and collating its rows one by one.
+    Built by the same :func:`_split_loader` as :func:`_build_dataloaders` (batch sizes, shuffling of train only, the
+    seeded generator, workers), so Accelerate prepares them the same way and they give the same batches in the same
+    order; a batch is made by indexing tensors instead of reading and collating its rows one by one.
     """
     loaders = {}
     for name, split in splits.items():
@@ -605,14 +610,7 @@ def feature_loaders(splits: datasets.DatasetDict, num_labels: int, args: Trainin
             labels_key=data_lib.LABELS_COLUMN,
             index_key=INDEX_COLUMN,
         )
-        loaders[name] = DataLoader(
-            dataset,
-            batch_size=args.batch_size if name == "train" else args.eval_batch_size,
-            shuffle=name == "train",
-            collate_fn=whole_batch,
-            num_workers=args.num_workers,
-            generator=torch.Generator().manual_seed(args.seed),  # as in _build_dataloaders
-        )
+        loaders[name] = _split_loader(name, dataset, whole_batch, args)
     return loaders
 
 
