@@ -20,6 +20,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .checkpoints import CERTIFICATE_NAME
+from .gale import check_label_order
 
 QUALITY_PREFIXES = ("p@", "r@", "f1@", "ndcg@")
 QUALITY_NAMES = ("micro_f1", "macro_f1", "exact_match")
@@ -312,11 +313,11 @@ def _template_values(
     ]
     id2label = config.get("id2label") or {}
     names = [str(id2label.get(str(i), id2label.get(i, i))) for i in range(n)]
-    positions = config.get("label_order")
-    if head_kind == "dft" and isinstance(positions, list) and sorted(positions) == list(range(n)):
-        # label i sits at circle position positions[i]: list the labels as they sit around the circle
+    if head_kind == "dft" and config.get("label_order") is not None:
+        # label i sits at circle position label_order[i]: list the labels as they sit around the circle
+        positions = check_label_order(config["label_order"], n)
         by_position = [""] * n
-        for label, position in enumerate(positions):
+        for label, position in enumerate(positions.tolist()):
             by_position[position] = names[label]
         names = by_position
     return {
