@@ -610,6 +610,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.epochs = min(args.epochs, 3)
     if args.seeds < 1 or args.epochs < 1:
         parser.error("--seeds and --epochs must be >= 1")
+    known = {spec.name for grid in (DISASTER_GRID, KAOMOJI_GRID) for spec in head_grid(grid)}
+    unknown = sorted(set(args.heads or ()) - known)
+    if unknown:  # a mistyped name would otherwise silently train nothing
+        parser.error(f"--heads: no such head in the grids: {unknown}; choose from {sorted(known)}")
     repository = Path(__file__).resolve().parent.parent
     if args.output_root.resolve().is_relative_to(repository):
         parser.error(f"--output-root {args.output_root} is inside the repository; choose a folder outside it")
