@@ -119,13 +119,19 @@ def cover_every_label(
         by_topic.setdefault(topic, []).append(row)
     generator.shuffle(missing)
     room = [row for row, label_set in enumerate(sets) if len(label_set) < MAX_SET_SIZE]
-    if len(missing) > len(room) * MAX_SET_SIZE // 2:
-        raise ValueError(f"{len(missing)} labels to cover but {len(sets)} train rows: use more train rows.")
+    capacity = sum(MAX_SET_SIZE - len(sets[row]) for row in room)
+    if len(missing) > capacity:
+        raise ValueError(f"{len(missing)} labels to cover but room for {capacity} in {len(sets)} rows: use more rows.")
     for label in missing.tolist():
         candidates = by_topic.get(label % topics, [])
         row = candidates[int(generator.integers(len(candidates)))] if candidates else None
         while row is None or len(sets[row]) >= MAX_SET_SIZE:
-            row = room[int(generator.integers(len(room)))]
+            slot = int(generator.integers(len(room)))
+            row = room[slot]
+            if len(sets[row]) >= MAX_SET_SIZE:  # full: drop it from the rows with room (swap with the last)
+                room[slot] = room[-1]
+                room.pop()
+                row = None
         sets[row].append(label)
     for label_set in sets:
         label_set.sort()
