@@ -560,7 +560,8 @@ def evaluate(
             if not rows:
                 continue
             indices.extend(row[0] for row in rows)
-            accumulator.add_ranked(np.stack([row[1] for row in rows]), [row[3] for row in rows], [row[2] for row in rows])
+            top, predicted, gold = (list(column) for column in zip(*(row[1:] for row in rows)))
+            accumulator.add_ranked(np.stack(top), gold, predicted)
     model.train()
     metrics = accumulator.report()
     metrics["examples"] = len(indices)
