@@ -56,6 +56,7 @@ __all__ = [
     "QualityAccumulator",
     "exact_match",
     "f1_at_k",
+    "f1_from_counts",
     "macro_f1",
     "micro_f1",
     "multi_hot_from_label_ids",
@@ -622,6 +623,33 @@ def _report_from(stats: _Statistics, ks: tuple[int, ...], empty_rows: str, zero_
     report["macro_f1"] = _macro_from(stats, zero_division)
     report["exact_match"] = stats.exact_matches / stats.gold_counts.size
     return report
+
+
+def f1_from_counts(true_positives, false_positives, false_negatives, *, zero_division: float = 0.0) -> dict[str, float]:
+    """Micro- and macro-F1 from per-label decision counts, for callers that count without a (B, n) array.
+
+    Args:
+        true_positives, false_positives, false_negatives: (n,) integer counts per label.
+        zero_division: 0.0, 1.0 or nan, as in :func:`macro_f1`.
+
+    Returns:
+        {"micro_f1", "macro_f1"}: exactly the floats :func:`micro_f1` and :func:`macro_f1` give on decisions with
+        these counts.
+    """
+    counts = [np.asarray(c, dtype=np.int64).reshape(-1) for c in (true_positives, false_positives, false_negatives)]
+    if len({c.shape for c in counts}) != 1:
+        raise ValueError(f"the three count arrays must have one shape (n,), got {[c.shape for c in counts]}.")
+    stats = _Statistics(
+        n_labels=counts[0].size,
+        ranked_hits=None,
+        gold_counts=np.zeros(0, dtype=np.int64),
+        true_positives=counts[0],
+        false_positives=counts[1],
+        false_negatives=counts[2],
+        exact_matches=None,
+    )
+    zero_division = _check_zero_division(zero_division)
+    return {"micro_f1": _micro_from(stats, zero_division), "macro_f1": _macro_from(stats, zero_division)}
 
 
 class QualityAccumulator:
