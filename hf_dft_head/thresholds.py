@@ -48,7 +48,7 @@ import torch
 from . import audit
 from .checkpoints import CERTIFICATE_NAME, bound_files, load_checkpoint
 from .data import NAMED_DATASETS
-from .metrics.quality import f1_from_counts, macro_f1, micro_f1, multi_hot_from_label_ids
+from .metrics.quality import f1_from_counts, multi_hot_from_label_ids
 from .output_checks import OutputLocationError, check_writable_folder
 from .prediction import decision_thresholds
 from .version import __version__
@@ -62,6 +62,12 @@ THRESHOLDS_RECORD = "thresholds.json"
 EDGE_MARGIN = 1.0
 #: Logits sorted per chunk of label columns (rows x labels); bounds the sweep's temporaries (~8 arrays of this).
 CHUNK_ELEMENTS = 1 << 22
+#: ``hf-dft tune-thresholds`` keeps the validation logits in memory (one forward pass instead of one per pass of the
+#: tuner) while examples x labels is at most this (64 MB of float32); beyond it each pass runs the model again.
+LOGIT_CACHE_ELEMENTS = 1 << 24
+#: The best uniform offset for macro-F1 (``--keep-guarantee --metric macro_f1``) counts every (label, candidate)
+#: pair, a (N, n)-sized problem: it runs on the dense shifted logits, refused beyond this many (about 1 GB of work).
+DENSE_MACRO_OFFSET_ELEMENTS = 1 << 24
 #: Splits the tuner refuses: numbers measured on the data the thresholds were fitted to say nothing.
 REFUSED_SPLITS = ("test",)
 # Weight files save_pretrained writes; keep-guarantee replaces exactly these.
@@ -563,11 +569,40 @@ def column_space_shift(
     ``W``'s column space (:func:`uniform_direction`: a DFT head), the one threshold the fit leaves free, a uniform
     offset, is re-tuned for ``metric`` on the validation ``logits - W a`` (``(N, n)``, with ``targets``).
     """
+    logits, targets = _check_problem(logits, targets)
+    batches = _array_batches(logits, targets)
+    return column_space_shift_stream(weight, thresholds, batches, metric, retune_offset=retune_offset)
+
+
+def column_space_shift_stream(
+    weight, thresholds, batches: LogitBatches, metric: str = "micro_f1", *, retune_offset: bool = True
+) -> tuple[np.ndarray, float]:
+    """:func:`column_space_shift` with the validation data as a stream (:data:`LogitBatches`).
+
+    Micro-F1 streams (memory ``O(P + n)``); the macro-F1 offset gathers the shifted logits ``(N, n)`` and is refused
+    with a ``ValueError`` beyond ``DENSE_MACRO_OFFSET_ELEMENTS`` of them.
+    """
     shift, projected = project_thresholds(weight, thresholds)
     direction = uniform_direction(weight)
     if not retune_offset or direction is None:
         return shift, 0.0
-    offset = best_uniform_threshold(np.asarray(logits) - projected, targets, metric)
+    shifted = _shifted(batches, projected)
+    if metric == "micro_f1":
+        offset = best_uniform_threshold_stream(shifted, projected.size)
+    else:
+        _check_choice("metric", metric, METRICS)
+        logits, gold = [], []
+        for batch, labels in shifted():
+            logits.append(batch)
+            gold.extend(labels)
+            if sum(len(rows) for rows in logits) * projected.size > DENSE_MACRO_OFFSET_ELEMENTS:
+                raise ValueError(
+                    f"--keep-guarantee --metric macro_f1 re-tunes the uniform offset on the whole validation logits, "
+                    f"which is limited to {DENSE_MACRO_OFFSET_ELEMENTS:,} examples x labels; this split has more. Use "
+                    "--metric micro_f1 (streams at any size), or fewer validation examples."
+                )
+        dense = np.concatenate(logits)
+        offset = best_uniform_threshold(dense, multi_hot_from_label_ids(gold, projected.size), metric)
     return shift + offset * direction, offset
 
 
@@ -637,9 +672,47 @@ class ThresholdOptions:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
 
 
-def _split_metrics(logits: np.ndarray, targets: np.ndarray, thresholds: np.ndarray) -> dict[str, float]:
-    decisions = logits > thresholds
-    return {"micro_f1": micro_f1(decisions, targets), "macro_f1": macro_f1(decisions, targets)}
+def _split_metrics(batches: LogitBatches, num_labels: int, threshold_sets: Sequence[np.ndarray]) -> list[dict]:
+    """Micro- and macro-F1 of ``logit > t`` for each ``t`` ``(n,)`` of ``threshold_sets``, in one pass."""
+    predicted = [np.zeros(num_labels, dtype=np.int64) for _ in threshold_sets]
+    true_positives = [np.zeros(num_labels, dtype=np.int64) for _ in threshold_sets]
+    positives = np.zeros(num_labels, dtype=np.int64)
+    for logits, gold in batches():
+        logits, rows, labels = _checked_batch(logits, gold, num_labels)
+        positives += np.bincount(labels, minlength=num_labels)
+        for thresholds, pred, tp in zip(threshold_sets, predicted, true_positives):
+            pred += np.count_nonzero(logits > thresholds, axis=0)
+            tp += np.bincount(labels[logits[rows, labels] > thresholds[labels]], minlength=num_labels)
+    return [f1_from_counts(tp, pred - tp, positives - tp) for pred, tp in zip(predicted, true_positives)]
+
+
+def _checkpoint_batches(model, tokenizer, split, options: ThresholdOptions, progress: bool) -> LogitBatches:
+    """The validation split's logits as a stream: from memory after the first pass while examples x labels is at
+    most ``LOGIT_CACHE_ELEMENTS``, else the model runs again at each pass (eval mode: the same logits)."""
+    gold = [list(s) for s in split.label_sets]
+    keep = len(gold) * int(model.config.num_labels) <= LOGIT_CACHE_ELEMENTS
+    cache: list[tuple[np.ndarray, list]] = []
+
+    def batches() -> Iterator[tuple[np.ndarray, list]]:
+        if keep and cache:
+            yield from cache
+            return
+        start = 0
+        for logits in audit.logit_batches(
+            model,
+            tokenizer,
+            split.texts,
+            batch_size=options.batch_size,
+            max_length=options.max_length,
+            progress=progress,
+        ):
+            batch = (logits, gold[start : start + len(logits)])
+            start += len(logits)
+            if keep:
+                cache.append(batch)
+            yield batch
+
+    return batches
 
 
 def _output_folder(checkpoint: Path, output_dir: str | None) -> Path:
@@ -699,21 +772,10 @@ def tune_checkpoint(
             f"{error} tune-thresholds needs a validation split: give --data-files validation=PATH, or let it be "
             "carved from train (--validation-fraction > 0 with the training run's --seed)."
         ) from None
-    logits = np.concatenate(
-        list(
-            audit.logit_batches(
-                model,
-                tokenizer,
-                split.texts,
-                batch_size=options.batch_size,
-                max_length=options.max_length,
-                progress=progress,
-            )
-        )
-    ).astype(np.float64)
-    targets = multi_hot_from_label_ids([list(s) for s in split.label_sets], len(labels)).astype(bool)
-    tuned = tune_thresholds(
-        logits, targets, options.metric, fallback=options.fallback, min_positives=options.min_positives
+    num_labels = len(labels)
+    batches = _checkpoint_batches(model, tokenizer, split, options, progress)
+    tuned = tune_thresholds_stream(
+        batches, num_labels, options.metric, fallback=options.fallback, min_positives=options.min_positives
     )
     before = decision_thresholds(model.config)[0]
     record: dict[str, Any] = {
@@ -728,22 +790,21 @@ def tune_checkpoint(
             "threshold": tuned.fallback_threshold,
             "labels": [labels[i] for i in tuned.fallback_labels],
         },
-        "validation": {
-            "before": _split_metrics(logits, targets, before),
-            "per_label": _split_metrics(logits, targets, tuned.thresholds),
-        },
+        "validation": dict(
+            zip(("before", "per_label"), _split_metrics(batches, num_labels, [before, tuned.thresholds]))
+        ),
         "tuned_logit_thresholds": tuned.thresholds.tolist(),
         "dinkelbach_rounds": tuned.rounds,
     }
     if options.keep_guarantee:
         bias = input_bias(model)
         weight = audit.find_sigmoid_head(model, assume_multi_label=options.assume_multi_label).weight
-        shift, offset = column_space_shift(weight, tuned.thresholds, logits, targets, options.metric)
+        shift, offset = column_space_shift_stream(weight, tuned.thresholds, batches, options.metric)
         realised = weight @ shift
         with torch.no_grad():
             bias -= torch.as_tensor(shift, dtype=bias.dtype, device=bias.device)
         model.config.logit_thresholds = None
-        record["validation"]["projected"] = _split_metrics(logits, targets, realised)
+        record["validation"]["projected"] = _split_metrics(batches, num_labels, [realised])[0]
         record["projection"] = {
             "input_bias_shift": shift.tolist(),
             "uniform_offset": offset,
@@ -843,11 +904,14 @@ __all__ = [
     "ThresholdOptions",
     "TunedThresholds",
     "best_uniform_threshold",
+    "best_uniform_threshold_stream",
     "column_space_shift",
+    "column_space_shift_stream",
     "format_record",
     "input_bias",
     "project_thresholds",
     "tune_checkpoint",
     "tune_thresholds",
+    "tune_thresholds_stream",
     "uniform_direction",
 ]
