@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +60,10 @@ class RadiusPolicyResult:
         return "sample" if self.chosen else "none"
 
 
+def _verify_here(label_sets: Sequence[Sequence[int]], **engine: Any) -> VerificationResult:
+    return verify_label_sets(label_sets=label_sets, **engine)
+
+
 def verify_with_radius_policy(
     label_sets: Sequence[Sequence[int]],
     *,
@@ -69,6 +73,7 @@ def verify_with_radius_policy(
     num_labels: int | None = None,
     exact_radius: bool | None = None,
     progress: bool = False,
+    verify: Callable[..., VerificationResult] | None = None,
     **engine: Any,
 ) -> RadiusPolicyResult:
     """:func:`~.verify.verify_label_sets` on ``label_sets`` (id lists) with the radius policy of the module docstring.
@@ -79,11 +84,13 @@ def verify_with_radius_policy(
     when it adds rows for a feature bound). ``exact_radius`` (default: ``radii``): run every LP to optimality, else
     a radius is a proven lower bound that settles the epsilon decision. The sample is drawn with
     ``numpy.random.default_rng(radius_seed)`` from the rule-decided argmaxable sets in the order given; results do
-    not depend on ``n_jobs``.
+    not depend on ``n_jobs``. ``verify(label_sets, **arguments)``: what runs the engine (default
+    ``verify_label_sets`` in this process; the audit passes one that shares the sets over launched processes).
     """
+    verify = verify or _verify_here
     sets = [list(s) for s in label_sets]
     exact = radii if exact_radius is None else exact_radius
-    answer = verify_label_sets(label_sets=sets, **engine, exact_radius=exact, rule_only=True, progress=progress)
+    answer = verify(sets, **engine, exact_radius=exact, rule_only=True, progress=progress)
     verdicts = list(answer.verdicts)
     population = [i for i, v in enumerate(verdicts) if v.status == ARGMAXABLE and v.method == "rule"]
     num_labels = np.shape(engine["weight"])[0] if num_labels is None else num_labels
@@ -94,9 +101,7 @@ def verify_with_radius_policy(
         chosen = [population[j] for j in sorted(picked.tolist())]
     if chosen and size:
         # Each chosen set alone, as before sampling existed: the rule's verdict with the LP's radius and witness.
-        sampled = verify_label_sets(
-            label_sets=[sets[i] for i in chosen], **engine, exact_radius=exact, rule_only=False, progress=progress
-        )
+        sampled = verify([sets[i] for i in chosen], **engine, exact_radius=exact, rule_only=False, progress=progress)
         for i, verdict in zip(chosen, sampled.verdicts):
             verdicts[i] = verdict
     else:
