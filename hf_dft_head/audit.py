@@ -38,7 +38,7 @@ import torch
 from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
-from . import data
+from . import data, sharding
 
 # DEFAULT_EPSILON: a set is epsilon-argmaxable when its Chebyshev radius is at least epsilon * box.
 # DEFAULT_BOX: the box used when nothing bounds the head's input features (the LP is homogeneous without one).
@@ -133,11 +133,12 @@ def resolve_workers(workers: int | None, head: SigmoidHead) -> int:
     """``workers`` if given, else every available core for a head the LP decides, 1 for a pure DFT head.
 
     The rule decides a pure DFT head's sets in-process in microseconds (the radius sample's LPs are few);
-    worker processes would each receive a copy of its ``(n, 2k+1)`` matrix for nothing.
+    worker processes would each receive a copy of its ``(n, 2k+1)`` matrix for nothing. Under ``accelerate launch``
+    the cores are shared by the launched processes of the machine (:func:`hf_dft_head.sharding.cores_per_process`).
     """
     if workers is not None:
         return int(workers)
-    return 1 if head.rule_applies and head.slack_dims == 0 else available_cores()
+    return 1 if head.rule_applies and head.slack_dims == 0 else sharding.cores_per_process(available_cores())
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -619,6 +620,7 @@ def verify_sets(
         "n_jobs": resolve_workers(workers, head),
     }
     # The rule's "yes" is taken as is (rule_only); the LP runs only where the rule does not decide, radii by policy.
+    # Under `accelerate launch` the sets are shared over the processes and the verdicts gathered (same result).
     policy = verify_with_radius_policy(
         sets,
         radii=radii,
@@ -626,6 +628,7 @@ def verify_sets(
         radius_seed=radius_seed,
         num_labels=head.num_labels,
         progress=progress,
+        verify=sharding.verify_label_sets_sharded,
         **engine,
     )
     answer, verdicts, population, chosen = policy.answer, policy.verdicts, policy.population, policy.chosen
