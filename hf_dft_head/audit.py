@@ -42,7 +42,13 @@ from . import data, sharding
 
 # DEFAULT_EPSILON: a set is epsilon-argmaxable when its Chebyshev radius is at least epsilon * box.
 # DEFAULT_BOX: the box used when nothing bounds the head's input features (the LP is homogeneous without one).
-from .argmax import ARGMAXABLE, DEFAULT_BOX, DEFAULT_EPSILON
+from .argmax import DEFAULT_BOX, DEFAULT_EPSILON
+from .argmax.radii import (
+    RADIUS_ROW_BUDGET,
+    radius_sample_size,  # noqa: F401  (the audit's name for it; moved to argmax.radii)
+    verify_with_radius_policy,
+)
+from .argmax.radii import sets_digest as _sets_digest
 from .checkpoints import check_multi_label_config, load_checkpoint
 from .metrics.quality import QualityAccumulator
 from .output_checks import OutputLocationError, new_file_mode
@@ -57,11 +63,6 @@ VERDICTS = ("argmaxable", "unargmaxable", "undecided")
 NAMED_DATASETS = ("disaster_response", "kaomoji")
 #: Cut-offs of the quality metrics recorded with an audit (P@k, R@k, F1@k, nDCG@k).
 QUALITY_KS = (1, 3, 5)
-#: The argmaxable sets the DFT rule decides need one Chebyshev LP over all n rows each for their radius (seconds
-#: at n = 1e5, tens of seconds at 1e6), where the rule took microseconds. By default radii are computed for all of
-#: them while (sets x n) stays within this many label rows, else for a seeded random sample of
-#: ``RADIUS_ROW_BUDGET // n`` sets (at least one).
-RADIUS_ROW_BUDGET = 250_000
 
 
 @dataclass
@@ -563,17 +564,6 @@ class SetResult:
     reason: str | None = None
 
 
-def radius_sample_size(requested: int | None, population: int, num_labels: int) -> int:
-    """How many of ``population`` rule-decided argmaxable sets get a radius LP (see ``RADIUS_ROW_BUDGET``)."""
-    wanted = max(1, RADIUS_ROW_BUDGET // max(num_labels, 1)) if requested is None else int(requested)
-    return min(population, wanted)
-
-
-def _sets_digest(label_sets: Sequence[Sequence[int]]) -> str:
-    """sha256 of a list of label sets (JSON of their id lists): what a certificate's radius sample names."""
-    return hashlib.sha256(json.dumps([[int(i) for i in s] for s in label_sets]).encode()).hexdigest()
-
-
 def verify_sets(
     head: SigmoidHead,
     label_sets: Sequence[tuple[int, ...]],
@@ -629,26 +619,20 @@ def verify_sets(
         "dtype": head.model_dtype,
         "n_jobs": resolve_workers(workers, head),
     }
-    # The rule's "yes" is taken as is here (rule_only); the LP runs only where the rule does not decide. Under
-    # `accelerate launch` the sets are shared over the processes and the verdicts gathered (same result).
-    answer = sharding.verify_label_sets_sharded(sets, **engine, exact_radius=radii, rule_only=True, progress=progress)
-    verdicts = list(answer.verdicts)
-    population = [i for i, v in enumerate(verdicts) if v.status == ARGMAXABLE and v.method == "rule"]
-    size = radius_sample_size(radius_sample, len(population), head.num_labels) if radii else 0
-    chosen = population
-    if size < len(population):
-        picked = np.random.default_rng(radius_seed).choice(len(population), size=size, replace=False)
-        chosen = [population[j] for j in sorted(picked.tolist())]
-    if chosen and size:
-        # Each chosen set alone, as before sampling existed: the rule's verdict with the LP's radius and witness.
-        sampled = sharding.verify_label_sets_sharded(
-            [sets[i] for i in chosen], **engine, exact_radius=True, rule_only=False, progress=progress
-        )
-        for i, verdict in zip(chosen, sampled.verdicts):
-            verdicts[i] = verdict
-    else:
-        chosen = []
-    computed_for = "all" if len(chosen) == len(population) else ("sample" if chosen else "none")
+    # The rule's "yes" is taken as is (rule_only); the LP runs only where the rule does not decide, radii by policy.
+    # Under `accelerate launch` the sets are shared over the processes and the verdicts gathered (same result).
+    policy = verify_with_radius_policy(
+        sets,
+        radii=radii,
+        radius_sample=radius_sample,
+        radius_seed=radius_seed,
+        num_labels=head.num_labels,
+        progress=progress,
+        verify=sharding.verify_label_sets_sharded,
+        **engine,
+    )
+    answer, verdicts, population, chosen = policy.answer, policy.verdicts, policy.population, policy.chosen
+    computed_for = policy.computed_for
     results = []
     for label_set, verdict in zip(label_sets, verdicts):
         if verdict.status not in VERDICTS:
@@ -674,7 +658,7 @@ def verify_sets(
             else None
         ),
         "radius": {
-            "computed_for": computed_for if population else ("all" if radii else "none"),
+            "computed_for": computed_for,
             "lp_decided_sets": sum(v.method == "lp" for v in answer.verdicts),
             "rule_decided_argmaxable_sets": len(population),
             "sample_size": len(chosen),

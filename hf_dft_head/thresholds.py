@@ -37,6 +37,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ import torch
 from . import audit
 from .checkpoints import CERTIFICATE_NAME, bound_files, load_checkpoint
 from .data import NAMED_DATASETS
-from .metrics.quality import macro_f1, micro_f1, multi_hot_from_label_ids
+from .metrics.quality import f1_from_counts, multi_hot_from_label_ids
 from .output_checks import OutputLocationError, check_writable_folder
 from .prediction import decision_thresholds
 from .version import __version__
@@ -61,6 +62,12 @@ THRESHOLDS_RECORD = "thresholds.json"
 EDGE_MARGIN = 1.0
 #: Logits sorted per chunk of label columns (rows x labels); bounds the sweep's temporaries (~8 arrays of this).
 CHUNK_ELEMENTS = 1 << 22
+#: ``hf-dft tune-thresholds`` keeps the validation logits in memory (one forward pass instead of one per pass of the
+#: tuner) while examples x labels is at most this (64 MB of float32); beyond it each pass runs the model again.
+LOGIT_CACHE_ELEMENTS = 1 << 24
+#: The best uniform offset for macro-F1 (``--keep-guarantee --metric macro_f1``) counts every (label, candidate)
+#: pair, a (N, n)-sized problem: it runs on the dense shifted logits, refused beyond this many (about 1 GB of work).
+DENSE_MACRO_OFFSET_ELEMENTS = 1 << 24
 #: Splits the tuner refuses: numbers measured on the data the thresholds were fitted to say nothing.
 REFUSED_SPLITS = ("test",)
 # Weight files save_pretrained writes; keep-guarantee replaces exactly these.
@@ -137,31 +144,179 @@ class _Candidates:
     none_thresholds: np.ndarray
 
 
-def _candidates(logits: np.ndarray, targets: np.ndarray) -> _Candidates:
-    """The :class:`_Candidates` of the ``c`` columns of ``logits``, ``targets`` ``(N, c)``."""
-    rows = np.sort(logits.T.astype(np.float64), axis=1)  # (c, N) ascending
-    label, example = np.nonzero(targets.T)
-    values = logits[example, label].astype(np.float64)
+def _positive_candidates(label: np.ndarray, values: np.ndarray, n_labels: int) -> tuple[np.ndarray, ...]:
+    """The distinct candidate values of each label from its positives alone.
+
+    ``label``, ``values`` ``(P,)``: the label and the logit of every positive (any order). Returns ``(labels, values,
+    true positives)`` ``(K,)`` sorted by label then value -- "predict the logits >= v" for each distinct positive
+    logit ``v`` of a label, with the positives it catches -- and ``positives`` ``(n_labels,)``.
+    """
     order = np.lexsort((values, label))
     label, values = label[order], values[order]
     index = np.arange(label.size)
     first_of_tie = np.ones(label.size, dtype=bool)
     first_of_tie[1:] = (label[1:] != label[:-1]) | (values[1:] != values[:-1])
-    positives = np.bincount(label, minlength=logits.shape[1])
+    positives = np.bincount(label, minlength=n_labels)
     label_start = np.searchsorted(label, label, side="left")
     tie_start = np.maximum.accumulate(np.where(first_of_tie, index, 0))
     true_positives = positives[label] - (tie_start - label_start)  # the positives with a logit >= v
-    label, values, true_positives = label[first_of_tie], values[first_of_tie], true_positives[first_of_tie]
-    below = _count_below(rows, label, values)
-    lower = np.where(below > 0, rows[label, np.maximum(below - 1, 0)], -np.inf)
-    top = rows[:, -1]
-    return _Candidates(
+    return label[first_of_tie], values[first_of_tie], true_positives[first_of_tie].astype(np.int64), positives
+
+
+def _above_the_top(top: np.ndarray) -> np.ndarray:
+    """Thresholds ``(c,)`` that predict nothing: ``EDGE_MARGIN`` above each label's highest logit ``top``."""
+    return np.maximum(top + EDGE_MARGIN, np.nextafter(top, np.inf))
+
+
+#: A validation split as a stream: a callable that returns a fresh iterator of ``(logits (b, n), gold)`` batches,
+#: ``gold`` ``b`` label-id lists. It is called once per pass over the data (the tuner makes two to four).
+LogitBatches = Callable[[], Iterable[tuple[Any, Sequence[Sequence[int]]]]]
+
+
+def _checked_batch(logits, gold, n_labels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One batch as ``(logits (b, n) float64, positive rows (p,), positive labels (p,))``; refuses bad input."""
+    logits = np.asarray(logits)
+    if logits.ndim != 2 or logits.shape[1] != n_labels or logits.shape[0] != len(gold):
+        raise ValueError(
+            f"a batch of logits must have shape ({len(gold)}, {n_labels}) (one row per gold label set), got "
+            f"{logits.shape}."
+        )
+    if not np.issubdtype(logits.dtype, np.floating) or not np.all(np.isfinite(logits)):
+        raise ValueError("logits must be finite floating-point numbers (no NaN, no inf) to tune thresholds on.")
+    sets = [np.asarray(list(ids), dtype=np.int64).reshape(-1) for ids in gold]
+    rows = np.repeat(np.arange(len(sets), dtype=np.int64), [len(ids) for ids in sets])
+    labels = np.concatenate(sets) if sets else np.zeros(0, dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= n_labels):
+        raise ValueError(f"gold label ids must lie in [0, {n_labels}), got one outside.")
+    if np.unique(rows * n_labels + labels).size != labels.size:
+        raise ValueError("a gold label set holds a label id twice.")
+    return logits.astype(np.float64), rows, labels
+
+
+@dataclass
+class _Scan:
+    """Pass 1 over the stream: ``rows`` N, and per positive ``labels``, ``values`` ``(P,)``; ``top`` ``(n,)``."""
+
+    rows: int
+    labels: np.ndarray
+    values: np.ndarray
+    top: np.ndarray
+
+
+def _scan(batches: LogitBatches, n_labels: int) -> _Scan:
+    """Pass 1: the positives' logits (sparse) and each label's highest logit."""
+    rows, labels, values = 0, [], []
+    top = np.full(n_labels, -np.inf)
+    for logits, gold in batches():
+        logits, positive_rows, positive_labels = _checked_batch(logits, gold, n_labels)
+        rows += logits.shape[0]
+        labels.append(positive_labels)
+        values.append(logits[positive_rows, positive_labels])
+        np.maximum(top, logits.max(axis=0, initial=-np.inf), out=top)
+    if rows == 0:
+        raise ValueError("The tuning data has no example: there is nothing to tune thresholds on.")
+    return _Scan(rows, np.concatenate(labels), np.concatenate(values), top)
+
+
+def _count_from_above(
+    batches: LogitBatches,
+    n_labels: int,
+    label: np.ndarray,
+    values: np.ndarray,
+    pooled: np.ndarray | None,
+) -> tuple[np.ndarray, ...]:
+    """Pass 2: for each candidate ``(label[j], values[j])`` ``(K,)`` the examples whose logit of that label is below
+    ``values[j]`` and the highest such logit (``-inf``: none); the same over all ``N n`` logits for the values
+    ``pooled`` ``(V,)`` when given. Per batch only the columns with a candidate are sorted: ``(c, b)``.
+    """
+    columns = np.unique(label)
+    which = np.searchsorted(columns, label)
+    below, lower = np.zeros(label.size, dtype=np.int64), np.full(label.size, -np.inf)
+    pooled_below = np.zeros(0 if pooled is None else pooled.size, dtype=np.int64)
+    pooled_lower = np.full(pooled_below.size, -np.inf)
+    for logits, gold in batches():
+        logits = _checked_batch(logits, gold, n_labels)[0]
+        for chunk in _column_chunks(logits.shape[0], columns.size):
+            rows = np.sort(logits[:, columns[chunk]].T, axis=1)  # (c, b) ascending
+            take = (which >= chunk.start) & (which < chunk.stop)
+            count = _count_below(rows, which[take] - chunk.start, values[take])
+            below[take] += count
+            found = np.where(count > 0, rows[which[take] - chunk.start, np.maximum(count - 1, 0)], -np.inf)
+            lower[take] = np.maximum(lower[take], found)
+        if pooled is not None:
+            flat = np.sort(logits, axis=None)
+            count = np.searchsorted(flat, pooled, side="left")
+            pooled_below += count
+            np.maximum(pooled_lower, np.where(count > 0, flat[np.maximum(count - 1, 0)], -np.inf), out=pooled_lower)
+    return below, lower, pooled_below, pooled_lower
+
+
+def _predicted_counts(batches: LogitBatches, n_labels: int, threshold_sets: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """A pass: for each thresholds ``t`` ``(n,)`` of ``threshold_sets``, the examples with ``logit > t`` per label."""
+    counts = [np.zeros(n_labels, dtype=np.int64) for _ in threshold_sets]
+    for logits, gold in batches():
+        logits = _checked_batch(logits, gold, n_labels)[0]
+        for count, thresholds in zip(counts, threshold_sets):
+            count += np.count_nonzero(logits > thresholds, axis=0)
+    return counts
+
+
+def _f1_at(scan: _Scan, thresholds: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """Micro- and macro-F1 of the decisions ``logit > thresholds`` that predict ``predicted`` ``(n,)`` per label."""
+    n_labels = thresholds.size
+    true_positives = np.bincount(scan.labels[scan.values > thresholds[scan.labels]], minlength=n_labels)
+    positives = np.bincount(scan.labels, minlength=n_labels)
+    return f1_from_counts(true_positives, predicted - true_positives, positives - true_positives)
+
+
+def _shifted(batches: LogitBatches, shift: np.ndarray) -> LogitBatches:
+    """The stream of ``logits - shift`` (in float64), ``shift`` ``(n,)``."""
+
+    def shifted() -> Iterator[tuple[np.ndarray, Sequence[Sequence[int]]]]:
+        for logits, gold in batches():
+            yield np.asarray(logits, dtype=np.float64) - shift, gold
+
+    return shifted
+
+
+def _array_batches(logits: np.ndarray, targets: np.ndarray) -> LogitBatches:
+    """``(N, n)`` arrays as a stream of row chunks (of about ``CHUNK_ELEMENTS`` logits) with gold id lists."""
+    step = max(1, CHUNK_ELEMENTS // logits.shape[1])
+
+    def batches() -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+        for start in range(0, logits.shape[0], step):
+            rows, labels = np.nonzero(targets[start : start + step])
+            gold = np.split(labels, np.searchsorted(rows, np.arange(1, min(step, logits.shape[0] - start))))
+            yield logits[start : start + step], gold
+
+    return batches
+
+
+def _stream_candidates(batches: LogitBatches, n_labels: int, scan: _Scan, *, pooled: bool) -> tuple[Any, Any]:
+    """The :class:`_Candidates` of every label (and, with ``pooled``, of all labels as one column, whose F1 is the
+    micro-F1 of a single threshold), from one pass over the stream."""
+    label, values, true_positives, positives = _positive_candidates(scan.labels, scan.values, n_labels)
+    one = _positive_candidates(np.zeros(scan.labels.size, dtype=np.int64), scan.values, 1) if pooled else None
+    below, lower, pooled_below, pooled_lower = _count_from_above(
+        batches, n_labels, label, values, None if one is None else one[1]
+    )
+    per_label = _Candidates(
         labels=label,
-        true_positives=true_positives.astype(np.int64),
-        predicted=(logits.shape[0] - below).astype(np.int64),
+        true_positives=true_positives,
+        predicted=(scan.rows - below).astype(np.int64),
         thresholds=_separating_thresholds(lower, values),
         positives=positives.astype(np.int64),
-        none_thresholds=np.maximum(top + EDGE_MARGIN, np.nextafter(top, np.inf)),
+        none_thresholds=_above_the_top(scan.top),
+    )
+    if one is None:
+        return per_label, None
+    return per_label, _Candidates(
+        labels=one[0],
+        true_positives=one[2],
+        predicted=(scan.rows * n_labels - pooled_below).astype(np.int64),
+        thresholds=_separating_thresholds(pooled_lower, one[1]),
+        positives=one[3].astype(np.int64),
+        none_thresholds=_above_the_top(scan.top.max(keepdims=True)),
     )
 
 
@@ -243,54 +398,75 @@ def tune_thresholds(
 
     Returns:
         :class:`TunedThresholds`; labels tuned for micro-F1 are optimal given the fallback labels' decisions.
+        The same as :func:`tune_thresholds_stream` on the rows in batches of any size.
+    """
+    logits, targets = _check_problem(logits, targets)
+    return tune_thresholds_stream(
+        _array_batches(logits, targets), logits.shape[1], metric, fallback=fallback, min_positives=min_positives
+    )
+
+
+def tune_thresholds_stream(
+    batches: LogitBatches,
+    num_labels: int,
+    metric: str = "micro_f1",
+    *,
+    fallback: str = "global",
+    min_positives: int = 1,
+) -> TunedThresholds:
+    """:func:`tune_thresholds` over a stream of batches, with memory ``O(P + n)`` for ``P`` positive labels.
+
+    Args:
+        batches: a callable giving a fresh iterator of ``(logits (b, n), gold)`` batches, ``gold`` ``b`` label-id
+            lists (see :data:`LogitBatches`); it is called once per pass: 3 passes (macro-F1), 4 (micro-F1 with
+            fallback labels). Each batch must be the same at every call.
+        num_labels: ``n``.
+        metric, fallback, min_positives: as :func:`tune_thresholds`.
+
+    Pass 1 keeps the logit of every positive and each label's highest logit; the candidates ("predict the logits
+    >= v", ``v`` a positive's logit) follow from those. Pass 2 counts, per candidate, the examples below ``v`` and the
+    highest logit below it, sorting per batch only the columns of labels with a positive. Then as the module
+    docstring says, and a last pass counts the decisions at the tuned thresholds for ``value``.
     """
     _check_choice("metric", metric, METRICS)
     _check_choice("fallback", fallback, FALLBACKS)
     if isinstance(min_positives, bool) or not isinstance(min_positives, (int, np.integer)) or min_positives < 1:
         raise ValueError(f"min_positives must be an integer >= 1, got {min_positives!r}.")
-    logits, targets = _check_problem(logits, targets)
-    n_rows, n_cols = logits.shape
-    positives = targets.sum(axis=0)
+    n_cols = int(num_labels)
+    scan = _scan(batches, n_cols)
+    positives = np.bincount(scan.labels, minlength=n_cols)
     if not positives.any():
         raise ValueError("The tuning data has no positive label at all: there is nothing to tune thresholds on.")
     tuned = positives >= min_positives
+    candidates, pooled = _stream_candidates(batches, n_cols, scan, pooled=fallback == "global" and not tuned.all())
     fallback_threshold = None
     if not tuned.all():
-        fallback_threshold = best_uniform_threshold(logits, targets, "micro_f1") if fallback == "global" else 0.0
+        fallback_threshold = float(_macro_choice(pooled, 1)[0][0]) if fallback == "global" else 0.0
     thresholds = np.full(n_cols, fallback_threshold if fallback_threshold is not None else 0.0)
-    chunks = [
-        (columns, _candidates(logits[:, columns], targets[:, columns])) for columns in _column_chunks(*logits.shape)
-    ]
     rounds = 0
     if metric == "macro_f1":
-        for columns, candidates in chunks:
-            thresholds[columns] = np.where(
-                tuned[columns], _macro_choice(candidates, columns.stop - columns.start)[0], thresholds[columns]
-            )
+        thresholds = np.where(tuned, _macro_choice(candidates, n_cols)[0], thresholds)
     else:
         # Labels left to the fallback contribute fixed counts to TP and PRED.
         fixed = ~tuned
-        fixed_decisions = logits[:, fixed] > thresholds[fixed]
-        fixed_tp = int((fixed_decisions & targets[:, fixed]).sum())
-        fixed_predicted = int(fixed_decisions.sum())
+        fixed_tp = fixed_predicted = 0
+        if fixed.any():
+            fixed_predicted = int(_predicted_counts(batches, n_cols, [thresholds])[0][fixed].sum())
+            caught = scan.values > thresholds[scan.labels]
+            fixed_tp = int(np.count_nonzero(caught & fixed[scan.labels]))
         total_positives = int(positives.sum())
         numerator, denominator = 0, 1  # lam = 0: the first round maximises TP with the fewest predictions
-        choice = np.zeros(n_cols)
         while True:
             rounds += 1
-            true_positives, predicted = fixed_tp, fixed_predicted
-            for columns, candidates in chunks:
-                chosen, tp, pred = _dinkelbach_choice(candidates, columns.stop - columns.start, numerator, denominator)
-                choice[columns] = chosen
-                true_positives += int(tp[tuned[columns]].sum())
-                predicted += int(pred[tuned[columns]].sum())
+            choice, tp, pred = _dinkelbach_choice(candidates, n_cols, numerator, denominator)
+            true_positives = fixed_tp + int(tp[tuned].sum())
+            predicted = fixed_predicted + int(pred[tuned].sum())
             new_numerator, new_denominator = 2 * true_positives, predicted + total_positives
             if new_numerator * denominator == numerator * new_denominator:  # lam did not grow: it is the optimum
                 break
             numerator, denominator = new_numerator, new_denominator
         thresholds = np.where(tuned, choice, thresholds)
-    decisions = logits > thresholds
-    value = micro_f1(decisions, targets) if metric == "micro_f1" else macro_f1(decisions, targets)
+    value = _f1_at(scan, thresholds, _predicted_counts(batches, n_cols, [thresholds])[0])[metric]
     return TunedThresholds(
         thresholds=thresholds,
         metric=metric,
@@ -299,6 +475,15 @@ def tune_thresholds(
         fallback_threshold=fallback_threshold,
         rounds=rounds,
     )
+
+
+def best_uniform_threshold_stream(batches: LogitBatches, num_labels: int) -> float:
+    """:func:`best_uniform_threshold` for micro-F1 over a stream (two passes, memory ``O(P + n)``)."""
+    scan = _scan(batches, int(num_labels))
+    if scan.labels.size == 0:
+        return float(_above_the_top(scan.top.max(keepdims=True))[0])
+    pooled = _stream_candidates(batches, int(num_labels), scan, pooled=True)[1]
+    return float(_macro_choice(pooled, 1)[0][0])  # the F1 of the one pooled column is the micro-F1
 
 
 def best_uniform_threshold(logits, targets, metric: str = "micro_f1") -> float:
@@ -313,9 +498,7 @@ def best_uniform_threshold(logits, targets, metric: str = "micro_f1") -> float:
     _check_choice("metric", metric, METRICS)
     logits, targets = _check_problem(logits, targets)
     if metric == "micro_f1":
-        candidates = _candidates(logits.reshape(-1, 1), targets.reshape(-1, 1))  # one column: all labels at once
-        threshold, found = _macro_choice(candidates, 1)  # the F1 of that column is the micro-F1
-        return float(threshold[0])
+        return best_uniform_threshold_stream(_array_batches(logits, targets), logits.shape[1])
     positives = targets.sum(axis=0)
     values = np.unique(logits[targets].astype(np.float64))  # (K,) ascending: "predict every logit >= v"
     if values.size == 0:
@@ -386,11 +569,40 @@ def column_space_shift(
     ``W``'s column space (:func:`uniform_direction`: a DFT head), the one threshold the fit leaves free, a uniform
     offset, is re-tuned for ``metric`` on the validation ``logits - W a`` (``(N, n)``, with ``targets``).
     """
+    logits, targets = _check_problem(logits, targets)
+    batches = _array_batches(logits, targets)
+    return column_space_shift_stream(weight, thresholds, batches, metric, retune_offset=retune_offset)
+
+
+def column_space_shift_stream(
+    weight, thresholds, batches: LogitBatches, metric: str = "micro_f1", *, retune_offset: bool = True
+) -> tuple[np.ndarray, float]:
+    """:func:`column_space_shift` with the validation data as a stream (:data:`LogitBatches`).
+
+    Micro-F1 streams (memory ``O(P + n)``); the macro-F1 offset gathers the shifted logits ``(N, n)`` and is refused
+    with a ``ValueError`` beyond ``DENSE_MACRO_OFFSET_ELEMENTS`` of them.
+    """
     shift, projected = project_thresholds(weight, thresholds)
     direction = uniform_direction(weight)
     if not retune_offset or direction is None:
         return shift, 0.0
-    offset = best_uniform_threshold(np.asarray(logits) - projected, targets, metric)
+    shifted = _shifted(batches, projected)
+    if metric == "micro_f1":
+        offset = best_uniform_threshold_stream(shifted, projected.size)
+    else:
+        _check_choice("metric", metric, METRICS)
+        logits, gold = [], []
+        for batch, labels in shifted():
+            logits.append(batch)
+            gold.extend(labels)
+            if sum(len(rows) for rows in logits) * projected.size > DENSE_MACRO_OFFSET_ELEMENTS:
+                raise ValueError(
+                    f"--keep-guarantee --metric macro_f1 re-tunes the uniform offset on the whole validation logits, "
+                    f"which is limited to {DENSE_MACRO_OFFSET_ELEMENTS:,} examples x labels; this split has more. Use "
+                    "--metric micro_f1 (streams at any size), or fewer validation examples."
+                )
+        dense = np.concatenate(logits)
+        offset = best_uniform_threshold(dense, multi_hot_from_label_ids(gold, projected.size), metric)
     return shift + offset * direction, offset
 
 
@@ -460,9 +672,47 @@ class ThresholdOptions:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}.")
 
 
-def _split_metrics(logits: np.ndarray, targets: np.ndarray, thresholds: np.ndarray) -> dict[str, float]:
-    decisions = logits > thresholds
-    return {"micro_f1": micro_f1(decisions, targets), "macro_f1": macro_f1(decisions, targets)}
+def _split_metrics(batches: LogitBatches, num_labels: int, threshold_sets: Sequence[np.ndarray]) -> list[dict]:
+    """Micro- and macro-F1 of ``logit > t`` for each ``t`` ``(n,)`` of ``threshold_sets``, in one pass."""
+    predicted = [np.zeros(num_labels, dtype=np.int64) for _ in threshold_sets]
+    true_positives = [np.zeros(num_labels, dtype=np.int64) for _ in threshold_sets]
+    positives = np.zeros(num_labels, dtype=np.int64)
+    for logits, gold in batches():
+        logits, rows, labels = _checked_batch(logits, gold, num_labels)
+        positives += np.bincount(labels, minlength=num_labels)
+        for thresholds, pred, tp in zip(threshold_sets, predicted, true_positives):
+            pred += np.count_nonzero(logits > thresholds, axis=0)
+            tp += np.bincount(labels[logits[rows, labels] > thresholds[labels]], minlength=num_labels)
+    return [f1_from_counts(tp, pred - tp, positives - tp) for pred, tp in zip(predicted, true_positives)]
+
+
+def _checkpoint_batches(model, tokenizer, split, options: ThresholdOptions, progress: bool) -> LogitBatches:
+    """The validation split's logits as a stream: from memory after the first pass while examples x labels is at
+    most ``LOGIT_CACHE_ELEMENTS``, else the model runs again at each pass (eval mode: the same logits)."""
+    gold = [list(s) for s in split.label_sets]
+    keep = len(gold) * int(model.config.num_labels) <= LOGIT_CACHE_ELEMENTS
+    cache: list[tuple[np.ndarray, list]] = []
+
+    def batches() -> Iterator[tuple[np.ndarray, list]]:
+        if keep and cache:
+            yield from cache
+            return
+        start = 0
+        for logits in audit.logit_batches(
+            model,
+            tokenizer,
+            split.texts,
+            batch_size=options.batch_size,
+            max_length=options.max_length,
+            progress=progress,
+        ):
+            batch = (logits, gold[start : start + len(logits)])
+            start += len(logits)
+            if keep:
+                cache.append(batch)
+            yield batch
+
+    return batches
 
 
 def _output_folder(checkpoint: Path, output_dir: str | None) -> Path:
@@ -522,21 +772,10 @@ def tune_checkpoint(
             f"{error} tune-thresholds needs a validation split: give --data-files validation=PATH, or let it be "
             "carved from train (--validation-fraction > 0 with the training run's --seed)."
         ) from None
-    logits = np.concatenate(
-        list(
-            audit.logit_batches(
-                model,
-                tokenizer,
-                split.texts,
-                batch_size=options.batch_size,
-                max_length=options.max_length,
-                progress=progress,
-            )
-        )
-    ).astype(np.float64)
-    targets = multi_hot_from_label_ids([list(s) for s in split.label_sets], len(labels)).astype(bool)
-    tuned = tune_thresholds(
-        logits, targets, options.metric, fallback=options.fallback, min_positives=options.min_positives
+    num_labels = len(labels)
+    batches = _checkpoint_batches(model, tokenizer, split, options, progress)
+    tuned = tune_thresholds_stream(
+        batches, num_labels, options.metric, fallback=options.fallback, min_positives=options.min_positives
     )
     before = decision_thresholds(model.config)[0]
     record: dict[str, Any] = {
@@ -551,22 +790,21 @@ def tune_checkpoint(
             "threshold": tuned.fallback_threshold,
             "labels": [labels[i] for i in tuned.fallback_labels],
         },
-        "validation": {
-            "before": _split_metrics(logits, targets, before),
-            "per_label": _split_metrics(logits, targets, tuned.thresholds),
-        },
+        "validation": dict(
+            zip(("before", "per_label"), _split_metrics(batches, num_labels, [before, tuned.thresholds]))
+        ),
         "tuned_logit_thresholds": tuned.thresholds.tolist(),
         "dinkelbach_rounds": tuned.rounds,
     }
     if options.keep_guarantee:
         bias = input_bias(model)
         weight = audit.find_sigmoid_head(model, assume_multi_label=options.assume_multi_label).weight
-        shift, offset = column_space_shift(weight, tuned.thresholds, logits, targets, options.metric)
+        shift, offset = column_space_shift_stream(weight, tuned.thresholds, batches, options.metric)
         realised = weight @ shift
         with torch.no_grad():
             bias -= torch.as_tensor(shift, dtype=bias.dtype, device=bias.device)
         model.config.logit_thresholds = None
-        record["validation"]["projected"] = _split_metrics(logits, targets, realised)
+        record["validation"]["projected"] = _split_metrics(batches, num_labels, [realised])[0]
         record["projection"] = {
             "input_bias_shift": shift.tolist(),
             "uniform_offset": offset,
@@ -666,11 +904,14 @@ __all__ = [
     "ThresholdOptions",
     "TunedThresholds",
     "best_uniform_threshold",
+    "best_uniform_threshold_stream",
     "column_space_shift",
+    "column_space_shift_stream",
     "format_record",
     "input_bias",
     "project_thresholds",
     "tune_checkpoint",
     "tune_thresholds",
+    "tune_thresholds_stream",
     "uniform_direction",
 ]

@@ -54,7 +54,7 @@ from .console import datasets_progress, progress_enabled
 from .feature_batches import InMemoryFeatures, whole_batch
 from .label_order import label_order, order_statistics
 from .layers import DFTHead
-from .metrics.quality import multilabel_quality_report
+from .metrics.quality import QualityAccumulator, multilabel_quality_report, threshold_predictions, top_k_label_ids
 from .modeling import DFTForMultiLabelClassification
 from .output_checks import check_removable_tree, check_writable_folder
 
@@ -538,25 +538,53 @@ def save_training_state(accelerator: Accelerator, output_dir: Path, state: Train
 def evaluate(
     model: torch.nn.Module, dataloader: DataLoader, accelerator: Accelerator, args: TrainingArguments
 ) -> dict[str, float]:
-    """Quality metrics over a whole split, every example counted exactly once across processes."""
+    """Quality metrics over a whole split, every example counted exactly once across processes.
+
+    Streams: each process turns its batch of logits ``(b, n)`` into label ids -- the top ``max(args.ks)`` of each
+    row, the predicted set (logit > logit(``args.threshold``)) and the gold set -- and only those ids are gathered
+    (``gather_for_metrics`` of Python objects, which drops the samples repeated to even out the last batch) into a
+    :class:`~hf_dft_head.metrics.quality.QualityAccumulator`. Memory grows with the split's rows times ``max(ks)``
+    plus its positive and predicted labels, never with rows times ``n``; the numbers are those of
+    :func:`~hf_dft_head.metrics.quality.multilabel_quality_report` on the whole split's logits and targets.
+    """
     model.eval()
-    scores, targets, indices = [], [], []
+    num_labels = accelerator.unwrap_model(model).config.num_labels
+    accumulator = QualityAccumulator(num_labels, ks=tuple(args.ks), threshold=args.threshold)
+    indices = []
     with torch.no_grad():
         for batch in dataloader:
             index = batch.pop(INDEX_COLUMN)
             logits = model(**{key: value for key, value in batch.items() if key != "labels"}).logits
-            logits, labels, index = accelerator.gather_for_metrics((logits, batch["labels"], index))
-            scores.append(logits.float().cpu().numpy())
-            targets.append(labels.cpu().numpy())
-            indices.append(index.cpu().numpy())
+            rows = _batch_label_ids(logits, batch["labels"], index, max(args.ks), args.threshold)
+            rows = accelerator.gather_for_metrics(rows, use_gather_object=True)
+            if not rows:
+                continue
+            indices.extend(row[0] for row in rows)
+            top, predicted, gold = (list(column) for column in zip(*(row[1:] for row in rows)))
+            accumulator.add_ranked(np.stack(top), gold, predicted)
     model.train()
-    all_indices = np.concatenate(indices)
-    metrics = multilabel_quality_report(
-        np.concatenate(scores), np.concatenate(targets), ks=tuple(args.ks), threshold=args.threshold
-    )
-    metrics["examples"] = int(all_indices.size)
-    metrics["unique_examples"] = int(np.unique(all_indices).size)
+    metrics = accumulator.report()
+    metrics["examples"] = len(indices)
+    metrics["unique_examples"] = len(set(indices))
     return metrics
+
+
+def _batch_label_ids(
+    logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor, k: int, threshold: float
+) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """One record per row of a batch: ``(example index, top-k ids (min(k, n),), predicted ids, gold ids)``.
+
+    ``logits`` ``(b, n)``, ``labels`` ``(b, n)`` multi-hot, ``index`` ``(b,)``. The ranking and the threshold are
+    those of :mod:`hf_dft_head.metrics.quality` (ties by the smaller label id; logit > logit(threshold)), computed
+    on the float32 logits this process holds, so the gathered ids are exactly what the whole-split report would use.
+    """
+    scores = logits.float().cpu().numpy()
+    top = top_k_label_ids(scores, k)
+    predicted_rows, predicted_labels = np.nonzero(threshold_predictions(scores, threshold=threshold))
+    gold_rows, gold_labels = np.nonzero(labels.cpu().numpy())
+    predicted = np.split(predicted_labels, np.searchsorted(predicted_rows, np.arange(1, len(scores))))
+    gold = np.split(gold_labels, np.searchsorted(gold_rows, np.arange(1, len(scores))))
+    return list(zip(index.cpu().tolist(), top, predicted, gold))
 
 
 def with_example_index(collator: Any) -> Any:

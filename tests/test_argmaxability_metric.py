@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from hf_dft_head.argmax import verify_label_sets
+from hf_dft_head.argmax.radii import RADIUS_ROW_BUDGET
 from hf_dft_head.gale import gale_matrix
 from hf_dft_head.metrics import ARGMAXABILITY_METRIC
 
@@ -139,3 +141,33 @@ def test_model_argument_uses_the_models_own_head(load_metric):
     assert out["references_argmaxable"] == 0.5 and out["references_unargmaxable_sets"] == 1
     with pytest.raises(ValueError, match="either model= or weight="):
         metric.compute(predictions=[[0]], references=[[0]], model=stock, weight=LINE_W)
+
+
+def test_radius_policy_of_the_audit(load_metric):
+    """Radii as hf-dft audit computes them: all on a small problem, a seeded sample beyond the row budget, none on
+    request; the verdicts never depend on it. Reference: the engine run with a radius for every set."""
+    metric = load_metric()
+    n, k = 3000, 2
+    weight = gale_matrix(n, k)
+    sets = [[i, i + 1] for i in range(0, 200, 2)] + [[0, 1000, 2000]]  # 100 rule-decided yes, one rule no
+    assert len(sets) * n > RADIUS_ROW_BUDGET
+    auto = metric.compute(predictions=sets, references=sets, weight=weight, dft_k=k)
+    assert auto["radius_computed_for"] == "sample" and auto["radius_sets"] == RADIUS_ROW_BUDGET // n == 83
+    assert auto["references_argmaxable"] == pytest.approx(100 / 101)
+    # The sample's sets are epsilon-argmaxable, the others count as not (no radius): a lower bound.
+    assert auto["references_epsilon_argmaxable"] == pytest.approx(83 / 101)
+    two = metric.compute(predictions=sets, references=sets, weight=weight, dft_k=k, radii=2, radius_seed=5)
+    assert two["radius_computed_for"] == "sample" and two["radius_sets"] == 2
+    none = metric.compute(predictions=sets, references=sets, weight=weight, dft_k=k, radii="none")
+    assert none["radius_computed_for"] == "none" and none["radius_sets"] == 0
+    assert none["references_epsilon_argmaxable"] == 0.0 and math.isnan(none["references_relative_radius_q50"])
+    for out in (two, none):
+        assert out["references_argmaxable"] == auto["references_argmaxable"]
+    small = sets[:5]
+    everything = metric.compute(predictions=small, references=small, weight=weight, dft_k=k, radii="all")
+    assert everything["radius_computed_for"] == "all" and everything["radius_sets"] == 5
+    reference = verify_label_sets(weight, None, small, dft_k=k, rule_only=False)
+    radii = sorted(v.relative_radius for v in reference.verdicts)
+    assert everything["references_relative_radius_q50"] == pytest.approx(float(np.quantile(radii, 0.5)))
+    with pytest.raises(ValueError, match="radii must be"):
+        metric.compute(predictions=small, references=small, weight=weight, dft_k=k, radii="some")

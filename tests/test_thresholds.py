@@ -18,15 +18,17 @@ from scipy.optimize import linprog
 from transformers import AutoConfig, BertConfig, BertForSequenceClassification, BertModel, BertTokenizerFast
 
 from hf_dft_head import DFTForMultiLabelClassification, audit, certificate, cli
+from hf_dft_head import thresholds as thresholds_module
 from hf_dft_head.audit import dataset_spec
 from hf_dft_head.checkpoints import load_checkpoint
-from hf_dft_head.metrics.quality import macro_f1, micro_f1
+from hf_dft_head.metrics.quality import macro_f1, micro_f1, multi_hot_from_label_ids
 from hf_dft_head.model_card import render_model_card
 from hf_dft_head.thresholds import (
     EDGE_MARGIN,
     THRESHOLDS_RECORD,
     ThresholdOptions,
     best_uniform_threshold,
+    column_space_shift,
     project_thresholds,
     tune_checkpoint,
     tune_thresholds,
@@ -538,3 +540,36 @@ def test_bad_input_exits_2_and_writes_nothing(tmp_path, data, capsys) -> None:
     with pytest.raises(ValueError, match="never on split='test'"):
         tune_checkpoint(checkpoint, dataset_spec(None, "test", data_files=data_files(data)))
     shutil.rmtree(occupied)
+
+
+@pytest.mark.slow  # three tuning runs of a checkpoint, each loading the data
+def test_tune_checkpoint_streams_to_the_in_memory_tuner(tmp_path, data, monkeypatch) -> None:
+    """The command's streaming passes -- logits kept in memory, or the model run again per pass -- give the record
+    the in-memory tuner gives on the whole (N, n) validation logits and targets (same floats)."""
+    checkpoint = build_checkpoint(tmp_path / "raw")
+    spec = dataset_spec(None, "validation", data_files=data_files(data))
+    model, tokenizer = load_checkpoint(checkpoint)
+    split = audit.load_audit_split(spec, LABELS)
+    with torch.no_grad():
+        logits = model(**tokenizer(list(split.texts), padding=True, return_tensors="pt")).logits.numpy()
+    logits = logits.astype(np.float64)
+    targets = multi_hot_from_label_ids([list(s) for s in split.label_sets], N_LABELS)
+    cached = thresholds_module.LOGIT_CACHE_ELEMENTS
+    for metric, keep, cache in (("micro_f1", False, cached), ("micro_f1", False, 0), ("macro_f1", True, 0)):
+        monkeypatch.setattr(thresholds_module, "LOGIT_CACHE_ELEMENTS", cache)
+        output = tmp_path / f"{metric}-{keep}-{cache}"
+        options = ThresholdOptions(metric=metric, keep_guarantee=keep, min_positives=6, batch_size=7)
+        record = tune_checkpoint(checkpoint, spec, dataclasses.replace(options, output_dir=str(output)), progress=False)
+        want = tune_thresholds(logits, targets, metric, min_positives=6)
+        assert want.fallback_labels  # labels with < 6 positives: the global fallback is exercised
+        assert record["tuned_logit_thresholds"] == want.thresholds.tolist()
+        assert record["fallback"]["threshold"] == want.fallback_threshold
+        decisions = logits > want.thresholds
+        got = record["validation"]["per_label"]
+        assert got == {"micro_f1": micro_f1(decisions, targets), "macro_f1": macro_f1(decisions, targets)}
+        assert got[metric] == want.value
+        if keep:
+            weight = audit.find_sigmoid_head(model).weight
+            shift, offset = column_space_shift(weight, want.thresholds, logits, targets, metric)
+            assert record["projection"]["input_bias_shift"] == shift.tolist()
+            assert record["projection"]["uniform_offset"] == offset

@@ -56,6 +56,7 @@ __all__ = [
     "QualityAccumulator",
     "exact_match",
     "f1_at_k",
+    "f1_from_counts",
     "macro_f1",
     "micro_f1",
     "multi_hot_from_label_ids",
@@ -624,6 +625,33 @@ def _report_from(stats: _Statistics, ks: tuple[int, ...], empty_rows: str, zero_
     return report
 
 
+def f1_from_counts(true_positives, false_positives, false_negatives, *, zero_division: float = 0.0) -> dict[str, float]:
+    """Micro- and macro-F1 from per-label decision counts, for callers that count without a (B, n) array.
+
+    Args:
+        true_positives, false_positives, false_negatives: (n,) integer counts per label.
+        zero_division: 0.0, 1.0 or nan, as in :func:`macro_f1`.
+
+    Returns:
+        {"micro_f1", "macro_f1"}: exactly the floats :func:`micro_f1` and :func:`macro_f1` give on decisions with
+        these counts.
+    """
+    counts = [np.asarray(c, dtype=np.int64).reshape(-1) for c in (true_positives, false_positives, false_negatives)]
+    if len({c.shape for c in counts}) != 1:
+        raise ValueError(f"the three count arrays must have one shape (n,), got {[c.shape for c in counts]}.")
+    stats = _Statistics(
+        n_labels=counts[0].size,
+        ranked_hits=None,
+        gold_counts=np.zeros(0, dtype=np.int64),
+        true_positives=counts[0],
+        false_positives=counts[1],
+        false_negatives=counts[2],
+        exact_matches=None,
+    )
+    zero_division = _check_zero_division(zero_division)
+    return {"micro_f1": _micro_from(stats, zero_division), "macro_f1": _macro_from(stats, zero_division)}
+
+
 class QualityAccumulator:
     """:func:`multilabel_quality_report` gathered batch by batch, for splits whose (B, n) scores do not fit in memory.
 
@@ -672,29 +700,79 @@ class QualityAccumulator:
             raise ValueError(f"{len(gold_label_ids)} gold label sets for {rows} rows of scores.")
         if predicted is not None and np.shape(predicted) != scores.shape:
             raise ValueError(f"predicted has shape {np.shape(predicted)}, scores {scores.shape}.")
-        gold = [np.asarray(list(label_ids), dtype=np.int64).reshape(-1) for label_ids in gold_label_ids]
-        gold_counts = np.array([len(label_ids) for label_ids in gold], dtype=np.int64)
-        gold_rows = np.repeat(np.arange(rows, dtype=np.int64), gold_counts)
-        gold_labels = np.concatenate(gold) if gold else np.zeros(0, dtype=np.int64)
-        bad = np.flatnonzero((gold_labels < 0) | (gold_labels >= n))
-        if len(bad):
-            raise ValueError(
-                f"gold label set {gold_rows[bad[0]]} holds label id {gold_labels[bad[0]]}, not in [0, {n})."
-            )
-        gold_keys = gold_rows * n + gold_labels
-        if len(np.unique(gold_keys)) != len(gold_keys):
-            raise ValueError("a gold label set holds a label id twice: give each label at most once.")
         # A bool score matrix is a set of predictions (no NaN check), ranked as 0/1 as in _collect.
         chunk = scores if scores.dtype == np.bool_ else _checked_score_chunk(scores, slice(0, rows))
         top = _rank_top_k(chunk.astype(np.float64) if chunk.dtype == np.bool_ else chunk, max(self.ks))
-        members = [set(label_ids.tolist()) for label_ids in gold]
-        hits = np.array([[label in members[r] for label in row] for r, row in enumerate(top.tolist())], dtype=np.bool_)
         decided = (
             _threshold_chunk(chunk, self.threshold, self.scores_are_logits)
             if predicted is None
             else np.asarray(predicted, dtype=np.bool_)
         )
         predicted_rows, predicted_labels = np.nonzero(decided)
+        self._accumulate(top, self._pairs(gold_label_ids, "gold"), (predicted_rows, predicted_labels))
+
+    def add_ranked(
+        self,
+        top_label_ids,
+        gold_label_ids: Sequence[Sequence[int]],
+        predicted_label_ids: Sequence[Sequence[int]],
+    ) -> None:
+        """One batch given as label ids only, with no (b, n) array: what a distributed evaluation gathers.
+
+        Args:
+            top_label_ids: (b, min(max(ks), n)) integer ids, each row's best labels best first, ranked as
+                :func:`top_k_label_ids` ranks them (score descending, ties by the smaller id).
+            gold_label_ids: b label-id lists, the gold sets.
+            predicted_label_ids: b label-id lists, the predicted sets (e.g. the labels with logit > logit(threshold)).
+
+        Adding a batch this way or with :meth:`add` on the scores these ids come from gives the same report.
+        """
+        top = np.asarray(top_label_ids)
+        rows = len(gold_label_ids)
+        width = min(max(self.ks), self.num_labels)
+        if top.shape != (rows, width) or not (np.issubdtype(top.dtype, np.integer) or top.size == 0):
+            raise ValueError(
+                f"top_label_ids must be a ({rows}, {width}) integer array (the best min(max(ks), n) label ids of "
+                f"each of the {rows} rows), got shape {top.shape} and dtype {top.dtype}."
+            )
+        top = top.astype(np.int64, copy=False)
+        if top.size and (int(top.min()) < 0 or int(top.max()) >= self.num_labels):
+            raise ValueError(f"top_label_ids holds ids outside [0, {self.num_labels}).")
+        if len(predicted_label_ids) != rows:
+            raise ValueError(f"{len(predicted_label_ids)} predicted label sets for {rows} gold label sets.")
+        predicted_rows, predicted_labels = self._pairs(predicted_label_ids, "predicted")
+        self._accumulate(top, self._pairs(gold_label_ids, "gold"), (predicted_rows, predicted_labels))
+
+    def _pairs(self, label_ids: Sequence[Sequence[int]], what: str) -> tuple[np.ndarray, np.ndarray]:
+        """b label-id lists -> (rows (P,), labels (P,)) int64, checked: ids in [0, n), none twice in a row."""
+        n = self.num_labels
+        sets = [np.asarray(list(ids), dtype=np.int64).reshape(-1) for ids in label_ids]
+        counts = np.array([len(ids) for ids in sets], dtype=np.int64)
+        rows = np.repeat(np.arange(len(sets), dtype=np.int64), counts)
+        labels = np.concatenate(sets) if sets else np.zeros(0, dtype=np.int64)
+        bad = np.flatnonzero((labels < 0) | (labels >= n))
+        if len(bad):
+            raise ValueError(f"{what} label set {rows[bad[0]]} holds label id {labels[bad[0]]}, not in [0, {n}).")
+        if len(np.unique(rows * n + labels)) != len(labels):
+            raise ValueError(f"a {what} label set holds a label id twice: give each label at most once.")
+        return rows, labels
+
+    def _accumulate(
+        self, top: np.ndarray, gold: tuple[np.ndarray, np.ndarray], predicted: tuple[np.ndarray, np.ndarray]
+    ) -> None:
+        """Add one batch: ``top`` (b, min(max(ks), n)) ranked ids; ``gold`` and ``predicted`` (row, label) pairs."""
+        n = self.num_labels
+        rows = top.shape[0]
+        gold_rows, gold_labels = gold
+        predicted_rows, predicted_labels = predicted
+        gold_counts = np.bincount(gold_rows, minlength=rows).astype(np.int64)
+        gold_keys = gold_rows * n + gold_labels
+        # Hit r of a row: is its r-th ranked label gold. Sorted keys and one searchsorted, no (b, n) array.
+        top_keys = np.arange(rows, dtype=np.int64)[:, None] * n + top
+        sorted_gold = np.sort(gold_keys)
+        where = np.searchsorted(sorted_gold, top_keys)
+        hits = sorted_gold[np.minimum(where, max(sorted_gold.size - 1, 0))] == top_keys if sorted_gold.size else None
+        hits = np.zeros(top.shape, dtype=np.bool_) if hits is None else hits
         both = np.intersect1d(predicted_rows * n + predicted_labels, gold_keys, assume_unique=True)
         true_positives = np.bincount(both % n, minlength=n)
         self._counts[0] += true_positives
@@ -704,7 +782,7 @@ class QualityAccumulator:
         shared = np.bincount(both // n, minlength=rows)
         predicted_counts = np.bincount(predicted_rows, minlength=rows)
         self._exact_matches += int(np.sum((predicted_counts == gold_counts) & (shared == gold_counts)))
-        self._hits.append(hits.reshape(top.shape))
+        self._hits.append(hits)
         self._gold_counts.append(gold_counts)
 
     @property

@@ -16,7 +16,8 @@ import datasets
 import evaluate
 import numpy as np
 
-from hf_dft_head.argmax import DEFAULT_BOX, DEFAULT_EPSILON, as_label_sets, verify_label_sets
+from hf_dft_head.argmax import DEFAULT_BOX, DEFAULT_EPSILON, as_label_sets
+from hf_dft_head.argmax.radii import RADIUS_ROW_BUDGET, verify_with_radius_policy
 from hf_dft_head.argmax.summary import summarize_verdicts
 
 _DESCRIPTION = """
@@ -44,12 +45,23 @@ Args:
     epsilon: relative radius threshold (default 1e-6); box: B (default 1e4).
     dtype: the model's dtype for witness checks (default "float32").
     exact_radius: solve every LP to optimality (radius quantiles exact; otherwise proven lower bounds).
+    radii: which sets get a Chebyshev radius (the policy of hf-dft audit and certify). Every set the LP decides
+        gets its radius from its own LP. Of the argmaxable sets a DFT head's sign-change rule decides (in
+        microseconds, where a radius is one LP over all n rows), "auto" (default) computes all while
+        distinct sets x num_labels <= RADIUS_ROW_BUDGET (250,000), else a random sample of
+        RADIUS_ROW_BUDGET // num_labels sets (at least 1); "all" computes every radius; "none" none; an integer
+        s >= 0 a sample of s sets. The sample is drawn with numpy.random.default_rng(radius_seed) from the
+        distinct sets in order of first appearance (references first). Sets without a radius count as not
+        epsilon-argmaxable in the "epsilon_argmaxable" shares (a lower bound then) and are left out of the
+        radius quantiles; "radius_computed_for" ("all", "sample", "none") and "radius_sets" say which.
+    radius_seed: seed of the radius sample (default 0).
     n_jobs: worker processes; progress: show a progress bar.
 Returns:
     A flat dict; for each of "references_" and "predictions_": "sets" (distinct sets), "argmaxable" and
     "epsilon_argmaxable" (shares of distinct sets), "unargmaxable_sets", "undecided_sets",
     "argmaxable_examples" (share of examples), the same per size bucket, "relative_radius_q05".."q95";
-    plus "epsilon", "box", "k", "num_labels", "dim", "radius_exact".
+    plus "epsilon", "box", "k", "num_labels", "dim", "radius_exact", "radius_computed_for" and "radius_sets"
+    (rule-decided argmaxable sets whose radius was computed).
 Examples:
     >>> metric = evaluate.load(ARGMAXABILITY_METRIC)
     >>> W = np.array([[1.0], [1.0], [1.0]]); b = -np.array([1.0, 2.0, 3.0])
@@ -106,6 +118,8 @@ class Argmaxability(evaluate.Metric):
         box=DEFAULT_BOX,
         dtype="float32",
         exact_radius=False,
+        radii="auto",
+        radius_seed=0,
         n_jobs=1,
         progress=False,
     ) -> dict:
@@ -135,17 +149,18 @@ class Argmaxability(evaluate.Metric):
             except ValueError as error:
                 raise ValueError(f"{name}: {error}") from None
         distinct = list(dict.fromkeys(tuple(s) for rows in sides.values() for s in rows))
-        result = verify_label_sets(
-            weight,
-            bias,
+        result = verify_with_radius_policy(
             [list(s) for s in distinct],
+            **_radius_policy(radii, len(distinct)),
+            radius_seed=radius_seed,
+            exact_radius=exact_radius,
+            weight=weight,
+            bias=bias,
             dft_k=dft_k,
             label_order=label_order,
             epsilon=epsilon,
             box=box,
             dtype=dtype,
-            exact_radius=exact_radius,
-            rule_only=False,  # the epsilon shares need a radius for every set
             n_jobs=n_jobs,
             progress=progress,
         )
@@ -158,7 +173,21 @@ class Argmaxability(evaluate.Metric):
             "box": float(box),
             "k": bucket_k,
             "radius_exact": bool(exact_radius),
+            "radius_computed_for": result.computed_for,
+            "radius_sets": len(result.chosen),
         }
         for name, rows in sides.items():
             out.update(summarize_verdicts(rows, verdict_of, k=bucket_k, prefix=f"{name}_"))
         return out
+
+
+def _radius_policy(radii, distinct_sets: int) -> dict:
+    """``radii`` ("auto", "all", "none" or an integer sample size) as ``verify_with_radius_policy`` arguments."""
+    if isinstance(radii, str) and radii in ("auto", "all", "none"):
+        return {"radii": radii != "none", "radius_sample": {"auto": None, "all": distinct_sets}.get(radii, 0)}
+    if isinstance(radii, (int, np.integer)) and not isinstance(radii, bool) and radii >= 0:
+        return {"radii": True, "radius_sample": int(radii)}
+    raise ValueError(
+        f'radii must be "auto" (all radii while sets x labels <= {RADIUS_ROW_BUDGET:,}, else a seeded sample), '
+        f'"all", "none" or a sample size >= 0, got {radii!r}.'
+    )
