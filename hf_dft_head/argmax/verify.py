@@ -719,7 +719,15 @@ def _decide(head: Head, labels: np.ndarray, rule_says: bool | None, changes: int
                 )
                 if verdict is not None:
                     return verdict
-    return _decide_lp(head, labels, s)
+    verdict = _decide_lp(head, labels, s)
+    if verdict.status == UNDECIDED:
+        # The rule's "no" is a theorem about the exact G; the stored (rounded) G can differ where neighbouring rows
+        # lie 2 pi / n apart, so without an exact certificate the verdict stays undecided, with the rule's view.
+        verdict.reason = (
+            f"{changes} > 2k = {2 * k} sign changes: unargmaxable for the exact G (DFT rule), not proven for the "
+            f"stored head; {verdict.reason}"
+        )
+    return verdict
 
 
 _WORKER_STATE: dict = {}
