@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -24,13 +25,13 @@ from hf_dft_head import data as hd
 from hf_dft_head.data import (
     LabelVocabulary,
     MultiLabelCollator,
-    label_ids_to_multi_hot,
     label_set_statistics,
     load_disaster_response,
     load_kaomoji,
     load_multilabel_dataset,
     tokenize_dataset,
 )
+from hf_dft_head.metrics.quality import multi_hot_from_label_ids
 
 # ---------------------------------------------------------------------------------------------------------------
 # The hand-made data set. "zoo" appears only in test: it must be dropped there and counted.
@@ -103,7 +104,7 @@ def _write_splits(tmp_path: Path, fmt: str, writer, suffix: str) -> dict[str, st
 
 
 def _dense(table: datasets.Dataset, num_labels: int) -> np.ndarray:
-    return label_ids_to_multi_hot(table["labels"][:], num_labels).numpy()
+    return multi_hot_from_label_ids(table["labels"][:], num_labels)
 
 
 # (format, writer, suffix, loader kwargs, expected vocabulary, name of the test-only label "zoo")
@@ -229,7 +230,7 @@ def test_hub_id_is_passed_to_load_dataset(monkeypatch):
         calls.append((path, name, kwargs))
         return fake
 
-    monkeypatch.setattr(hd.datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     loaded = load_multilabel_dataset("someone/tags", config_name="en", split="train[:50%]", validation_fraction=0.25)
     assert calls == [("someone/tags", "en", {"split": "train[:50%]"})]
     assert {name: len(t) for name, t in loaded.dataset.items()} == {"train": 3, "validation": 1}
@@ -363,7 +364,7 @@ def test_collator_pads_and_densifies(tokenizer):
     assert torch.equal(batch["features"], torch.tensor([[0.5, 1.0], [2.0, 3.0]], dtype=torch.float64))
     assert torch.equal(batch["labels"], torch.tensor([[0.0, 1.0], [1.0, 1.0]]))
 
-    with pytest.raises(ValueError, match=r"row 1 of the batch holds label id 7, outside \[0, 5\)"):
+    with pytest.raises(ValueError, match=r"batch's label_ids row 1 holds label id 7, outside \[0, 5\)"):
         MultiLabelCollator(5, tokenizer)([features[0], dict(features[1], labels=[7])])
 
 
@@ -458,9 +459,9 @@ def test_disaster_response_options_and_missing_package(disaster_cache, monkeypat
         assert _dense(table, negative.num_labels)[:, related].sum() == expected
     assert reference["splits"]["train"]["related_maybe"] == 168
 
-    real_find_spec = hd.importlib.util.find_spec
+    real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        hd.importlib.util,
+        importlib.util,
         "find_spec",
         lambda name, *a: None if name == hd.DISASTER_RESPONSE_PACKAGE else real_find_spec(name, *a),
     )
