@@ -23,12 +23,15 @@ import torch
 
 from hf_dft_head import data as hd
 from hf_dft_head.data import (
+    DataSpec,
     LabelVocabulary,
     MultiLabelCollator,
     label_set_statistics,
     load_disaster_response,
     load_kaomoji,
     load_multilabel_dataset,
+    load_split,
+    read_training_data_spec,
     tokenize_dataset,
 )
 from hf_dft_head.metrics.quality import multi_hot_from_label_ids
@@ -577,3 +580,109 @@ def test_string_labels_without_separator_are_single_labels(caplog):
         loaded = load_multilabel_dataset(table, validation_fraction=0)
     assert loaded.vocabulary.labels == ("x", "x;y", "y")
     assert "pass label_separator" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The data spec: one record, written by a run (training_args.json) and a certificate, read back by one function
+# ---------------------------------------------------------------------------------------------------------------
+
+# The keys of a certificate's audit.dataset section (less the audit's counts), in the order certificates written
+# before DataSpec existed hold them: verify compares a recomputed section with the recorded one, so a certificate
+# written by an older version only verifies if the record keeps this shape.
+RECORDED_DATA_KEYS = [
+    "dataset",
+    "dataset_config",
+    "data_files",
+    "text_column",
+    "label_column",
+    "label_columns",
+    "label_prefix",
+    "label_format",
+    "label_separator",
+    "validation_fraction",
+    "split",
+    "seed",
+]
+
+
+def test_data_spec_record_keeps_its_shape_and_reads_back_from_a_certificate_and_a_run(tmp_path, monkeypatch):
+    (tmp_path / "gold.jsonl").write_text('{"text": "a", "labels": ["x"]}\n')
+    monkeypatch.chdir(tmp_path)
+    spec = DataSpec(data_files=["test=gold.jsonl", "train=gone.jsonl"], label_columns=["a", "b"], split="test", seed=7)
+    record = spec.to_record()
+    assert list(record) == RECORDED_DATA_KEYS
+    # Existing local paths are made absolute (the record works from another folder); others are left as given.
+    assert record["data_files"] == [f"test={(tmp_path / 'gold.jsonl').resolve()}", "train=gone.jsonl"]
+    assert record["seed"] == 7 and record["split"] == "test" and record["label_columns"] == ["a", "b"]
+    assert json.loads(json.dumps(record)) == record
+    assert DataSpec(dataset="gold.jsonl").to_record()["dataset"] == str((tmp_path / "gold.jsonl").resolve())
+    assert DataSpec(dataset="kaomoji").to_record()["dataset"] == "kaomoji"  # a bundled name, not a path
+    assert DataSpec(dataset="someone/tags").to_record()["dataset"] == "someone/tags"  # a Hub id
+
+    # A certificate's section also holds the audit's counts; a run's training_args.json all its other arguments.
+    section = {**record, "examples": 3, "fingerprint_sha256": "0" * 64, "labels_unknown_to_model": {"z": 1}}
+    assert DataSpec.from_record(section).to_record() == record
+    run = {"output_dir": "run", "k": 3, "epochs": 2, "seed": 7, **{key: record[key] for key in RECORDED_DATA_KEYS[:10]}}
+    from_run = DataSpec.from_record(run, split="test")
+    assert from_run == DataSpec.from_record(record) and from_run.to_record() == record
+    assert DataSpec.from_record(run, split="validation").split == "validation"
+    # A record without data options is the bundled default, seed 42, split test.
+    assert DataSpec.from_record({}) == DataSpec()
+    assert DataSpec.from_record({}).describe() == "disaster_response (bundled) / test"
+    assert from_run.describe() == f"test={(tmp_path / 'gold.jsonl').resolve()}, train=gone.jsonl / test"
+    assert from_run.given() and not DataSpec(split="validation", seed=3).given()
+
+
+@pytest.mark.parametrize(
+    "record, says",
+    [
+        ({"data_files": "train.jsonl"}, "data_files must be a list of strings"),
+        ({"label_columns": "a,b"}, "label_columns must be a list of strings"),
+        ({"seed": "7"}, "seed must be an integer"),
+        ({"seed": True}, "seed must be an integer"),
+        ({"split": 3}, "split must be a split name"),
+        (["train.jsonl"], "must be a JSON object"),
+    ],
+)
+def test_data_spec_refuses_a_damaged_record(record, says):
+    with pytest.raises(ValueError, match=says):
+        DataSpec.from_record(record)
+
+
+def test_training_data_spec_reads_the_runs_arguments_and_names_a_broken_file(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(ValueError, match=r"has no training_args\.json to take the data from: pass --dataset"):
+        read_training_data_spec(run, "test")
+    for damaged, says in (('{"data_files": ', "is not valid JSON"), ("[1]", "does not hold a run's arguments")):
+        (run / "training_args.json").write_text(damaged)
+        with pytest.raises(ValueError, match=says) as error:
+            read_training_data_spec(run, "test")
+        assert "training_args.json" in str(error.value) and "--dataset" in str(error.value)
+    (run / "training_args.json").write_text(json.dumps({"data_files": "a.jsonl", "seed": 1}))
+    with pytest.raises(ValueError, match=r"training_args\.json: the data record's data_files must be a list"):
+        read_training_data_spec(run, "test")
+    (run / "training_args.json").write_text(json.dumps({"dataset": "kaomoji", "seed": 5, "k": 3, "epochs": 1}))
+    assert read_training_data_spec(run, "validation") == DataSpec(dataset="kaomoji", split="validation", seed=5)
+
+
+def test_load_split_reads_a_files_split_with_the_models_labels_and_nothing_carved(tmp_path):
+    files = _write_splits(tmp_path, "names", _write_jsonl, ".jsonl")
+    # Plain files are the split asked for; read as "train" with the given vocabulary, nothing carved off.
+    loaded, name = load_split(DataSpec(data_files=[files["test"]], label_column="tags", split="test"), ALL_NAMES)
+    assert name == "train" and list(loaded.dataset) == ["train"]
+    assert loaded.vocabulary.labels == tuple(ALL_NAMES)
+    assert loaded.dataset["train"]["text"][:] == [text for text, _ in ROWS["test"]]
+    gold = [sorted(ALL_NAMES.index(label) for label in names) for _, names in ROWS["test"]]
+    assert loaded.dataset["train"]["labels"][:] == gold
+    # SPLIT=PATH files without a train file: the named split stands in as train.
+    named = [f"{split}={path}" for split, path in files.items()]
+    loaded, name = load_split(DataSpec(data_files=named[2:], label_column="tags", split="test"), ALL_NAMES)
+    assert name == "train" and len(loaded.dataset["train"]) == len(ROWS["test"])
+    with pytest.raises(ValueError, match=r"split='test' is not among the data files"):
+        load_split(DataSpec(data_files=[f"validation={files['validation']}"], label_column="tags"), ALL_NAMES)
+    # With a train file the splits are read as they are, and a split the data lacks is refused by name.
+    loaded, name = load_split(DataSpec(data_files=named, label_column="tags", split="validation"), ALL_NAMES)
+    assert name == "validation" and len(loaded.dataset["validation"]) == len(ROWS["validation"])
+    with pytest.raises(ValueError, match=r"split='dev' is not a split of"):
+        load_split(DataSpec(data_files=named, label_column="tags", split="dev"), ALL_NAMES)
