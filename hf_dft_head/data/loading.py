@@ -233,6 +233,25 @@ def _check_text_column(train: datasets.Dataset, text_column: str) -> None:
         raise ValueError(f"text_column={text_column!r} must hold strings, but its type is {text_feature}.")
 
 
+def _check_split_columns(splits: dict[str, datasets.Dataset], needed: list[str]) -> None:
+    for name, table in splits.items():
+        missing = [c for c in needed if c not in table.column_names]
+        if missing:
+            raise ValueError(f"split {name!r} lacks the columns {missing}; its columns are {table.column_names}.")
+
+
+def _new_summary(labels: _LabelSource, text_column: str, seed: int) -> dict[str, Any]:
+    """The loader's summary before any split is read (see :func:`load_multilabel_dataset`)."""
+    return {
+        "label_format": labels.label_format,
+        "text_column": text_column,
+        "label_source": labels.source_columns if labels.label_format == "columns" else labels.label_column,
+        "carved": [],
+        "seed": seed,
+        "splits": {},
+    }
+
+
 def _binary_columns_source(train, label_column, label_columns, label_prefix, label_format) -> _LabelSource:
     """The many-0/1-columns format: which columns, and the label names they stand for."""
     if label_column is not None:
@@ -524,19 +543,9 @@ def load_multilabel_dataset(
         labels = _binary_columns_source(train, label_column, label_columns, label_prefix, label_format)
     else:
         labels = _label_column_source(train, label_column, label_format, label_separator)
-    for name, table in splits.items():
-        missing = [c for c in [text_column, *labels.source_columns, *keep_columns] if c not in table.column_names]
-        if missing:
-            raise ValueError(f"split {name!r} lacks the columns {missing}; its columns are {table.column_names}.")
+    _check_split_columns(splits, [text_column, *labels.source_columns, *keep_columns])
     _name_positions(train, labels, label_names)
-    summary: dict[str, Any] = {
-        "label_format": labels.label_format,
-        "text_column": text_column,
-        "label_source": labels.source_columns if labels.label_format == "columns" else labels.label_column,
-        "carved": [],
-        "seed": seed,
-        "splits": {},
-    }
+    summary = _new_summary(labels, text_column, seed)
     _read_label_names(splits, labels, text_column, keep_columns, label_separator)
     _drop_empty_texts(splits, summary, text_column, train.column_names)
     _carve_missing_splits(splits, summary, validation_fraction, test_fraction)
