@@ -27,7 +27,7 @@ import math
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,6 @@ logger = logging.getLogger(__name__)
 AUDIT_REPORT_NAME = "argmaxability_audit.json"
 AUDIT_FIGURE_NAME = "argmaxability.png"
 VERDICTS = ("argmaxable", "unargmaxable", "undecided")
-NAMED_DATASETS = ("disaster_response", "kaomoji")
 #: Cut-offs of the quality metrics recorded with an audit (P@k, R@k, F1@k, nDCG@k).
 QUALITY_KS = (1, 3, 5)
 
@@ -366,14 +365,15 @@ class AuditSplit:
         }
 
 
-def dataset_spec(dataset: str | None, split: str = "test", *, seed: int = 42, **options: Any) -> dict[str, Any]:
-    """The JSON-ready description of a split that :func:`load_audit_split` loads (and a certificate records).
+def dataset_spec(dataset: str | None, split: str = "test", *, seed: int = 42, **options: Any) -> data.DataSpec:
+    """Shorthand for :class:`~hf_dft_head.data.DataSpec` ``(dataset=..., split=..., seed=..., **options)``: the split
+    that :func:`load_audit_split` loads (and a certificate records).
 
     ``dataset`` and ``options`` are :class:`~hf_dft_head.data.DataArguments` fields (a bundled data set by name, a
-    local file or folder, a Hub id, ``data_files``, the label columns...); local paths are stored absolute. ``seed``
-    carves a validation split the same way training did, when the data has none.
+    local file or folder, a Hub id, ``data_files``, the label columns...). ``seed`` carves a validation split the
+    same way training did, when the data has none.
     """
-    return {**data.DataArguments(dataset=dataset, **options).spec(), "split": split, "seed": seed}
+    return data.DataSpec(dataset=dataset, split=split, seed=seed, **options)
 
 
 def _fingerprint(texts: Sequence[str], label_sets: Sequence[Sequence[int]]) -> str:
@@ -406,35 +406,19 @@ def _align_vocabulary(dataset_labels: Sequence[str], model_labels: Sequence[str]
     return mapping, missing
 
 
-def load_audit_split(spec: dict[str, Any], model_labels: Sequence[str]) -> AuditSplit:
-    """Load the split described by ``spec`` (see :func:`dataset_spec`) with labels as model label ids.
+def load_audit_split(spec: data.DataSpec | Mapping[str, Any], model_labels: Sequence[str]) -> AuditSplit:
+    """Load the split described by ``spec`` (a :class:`~hf_dft_head.data.DataSpec`, or its record) with labels as
+    model label ids.
 
     Data labels the model does not know are dropped from their examples (counted in ``dropped_labels``); it is
     the model's label space that is audited.
     """
-    options, split = data.DataArguments.from_spec(spec), spec.get("split", "test")
-    source = options.dataset or ", ".join(options.data_files or []) or data.NAMED_DATASETS[0]
+    if not isinstance(spec, data.DataSpec):
+        spec = data.DataSpec.from_record(spec)
+    source, split = spec.source, spec.split
     default_names = all(name == f"LABEL_{i}" for i, name in enumerate(model_labels))
-    files = list(options.data_files or [])
-    if options.dataset is not None and Path(options.dataset).is_file():
-        files, options = [options.dataset], dataclasses.replace(options, dataset=None)
-    if files and all("=" not in entry for entry in files):
-        files = [f"{split}={entry}" for entry in files]  # plain files are the split to audit
-    if files and not any(entry.startswith("train=") for entry in files):
-        # The loader builds on a train split; here the model's labels are the vocabulary, so the audited split's
-        # files can stand in as "train", read back under that name, with nothing carved off.
-        files = [f"train={entry.partition('=')[2]}" for entry in files if entry.startswith(f"{split}=")]
-        if not files:
-            raise ValueError(f"split={split!r} is not among the data files {options.data_files}; pass --split.")
-        split = "train"
-    if files:
-        options = dataclasses.replace(options, data_files=files, validation_fraction=0.0)
     # The model's label vocabulary decides (not the data's train split).
-    loaded = data.load_data(
-        options, seed=int(spec.get("seed", 42)), label_names=None if default_names else list(model_labels)
-    )
-    if split not in loaded.dataset:
-        raise ValueError(f"split={split!r} is not a split of {source!r}; it has {sorted(loaded.dataset)}.")
+    loaded, split = data.load_split(spec, label_names=None if default_names else list(model_labels))
     table = loaded.dataset[split]
     mapping, missing = _align_vocabulary(loaded.vocabulary.labels, model_labels)
     dropped: Counter[str] = Counter(((loaded.summary.get("splits") or {}).get(split) or {}).get("dropped_labels") or {})
@@ -447,7 +431,7 @@ def load_audit_split(spec: dict[str, Any], model_labels: Sequence[str]) -> Audit
             dropped[loaded.vocabulary.labels[int(dataset_id)]] += 1
         label_sets.append(tuple(sorted(int(i) for i in mapped[mapped >= 0])))
     if not texts:
-        raise ValueError(f"split={spec.get('split')!r} of {source!r} is empty.")
+        raise ValueError(f"split={spec.split!r} of {source!r} is empty.")
     known = sum(len(label_set) for label_set in label_sets)
     if known == 0:
         # Every gold set would be the empty set, which any head can output: an audit (or certificate) of such
@@ -467,7 +451,7 @@ def load_audit_split(spec: dict[str, Any], model_labels: Sequence[str]) -> Audit
         )
     if dropped:
         logger.warning("Labels of the data unknown to the model, dropped from their examples: %s", dict(dropped))
-    return AuditSplit(texts, label_sets, dict(spec), _fingerprint(texts, label_sets), dict(dropped))
+    return AuditSplit(texts, label_sets, spec.to_record(), _fingerprint(texts, label_sets), dict(dropped))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -866,7 +850,7 @@ def lost_to_thresholds(
 
 def audit_checkpoint(
     model_path: str | os.PathLike,
-    spec: dict[str, Any],
+    spec: data.DataSpec,
     options: VerifierOptions | None = None,
     *,
     assume_multi_label: bool = False,

@@ -37,7 +37,7 @@ import math
 import os
 import platform
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ from .checkpoints import (
     sha256_file,
 )
 from .configuration import DFTConfig
-from .data import NAMED_DATASETS, DataArguments
+from .data import DataSpec
 from .gale import gale_matrix
 from .remote_code import (
     PROBE_TEXTS,
@@ -475,7 +475,7 @@ def code_section(checkpoint: Path, files: list[str]) -> tuple[dict[str, Any] | N
 
 def _recompute(
     checkpoint: Path,
-    spec: dict[str, Any] | None,
+    spec: DataSpec | None,
     options: audit.VerifierOptions,
     code: dict[str, Any] | None,
     *,
@@ -535,12 +535,12 @@ def _recompute(
 
 def certify(
     checkpoint: str | os.PathLike,
-    spec: dict[str, Any],
+    spec: DataSpec,
     options: audit.VerifierOptions | None = None,
     *,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Audit ``checkpoint`` on the split ``spec`` (see :func:`hf_dft_head.audit.dataset_spec`), check its head and
+    """Audit ``checkpoint`` on the split ``spec`` (a :class:`~hf_dft_head.data.DataSpec`), check its head and
     code, write the figure and the certificate into it, and return the certificate.
 
     Dense and bottleneck heads get a ``"not_certified"`` certificate with their audit. Raises
@@ -787,18 +787,10 @@ def verify_checkpoint(
         return result
 
     options = _recorded_options(recorded, workers)
-    spec = None
-    if recheck_audit:
-        spec = {
-            key: value
-            for key, value in ((recorded.get("audit") or {}).get("dataset") or {}).items()
-            if key not in ("examples", "fingerprint_sha256", "labels_unknown_to_model")
-        }
-        if dataset is not None:
-            spec["dataset"] = audit.dataset_spec(dataset, spec.get("split", "test"))["dataset"]
-    else:
+    if not recheck_audit:
         result.skipped.append("the audit (gold and predicted label sets, quality, figure): --skip-audit")
     try:
+        spec = _recorded_data_spec(recorded, dataset) if recheck_audit else None
         recomputed = _recompute(checkpoint, spec, options, code, progress=progress, remote_probe=False)
     except (OSError, ValueError) as error:
         result.mismatches.append(f"recomputation failed: {error}")
@@ -813,7 +805,7 @@ def verify_checkpoint(
     result.checked.append("head checks (G, head composition, rank of P), guarantee, probe texts")
     if recheck_audit:
         result.mismatches += _compare_figure(checkpoint, recomputed.figure_report)
-        result.checked.append(f"audit on {describe_data(spec)}, its quality figures, and the figure file")
+        result.checked.append(f"audit on {spec.describe()}, its quality figures, and the figure file")
     if code is not None:
         if result.mismatches:
             result.skipped.append("the model through the checkpoint's own code: not run, the checks above failed")
@@ -826,6 +818,12 @@ def verify_checkpoint(
             {"status": "not_certified" if reasons else "certified", "reasons_not_certified": reasons},
         )
     return result
+
+
+def _recorded_data_spec(recorded: dict[str, Any], dataset: str | None) -> DataSpec:
+    """The split the certificate's audit was computed on; ``dataset`` replaces its data set (the data moved)."""
+    spec = DataSpec.from_record((recorded.get("audit") or {}).get("dataset") or {})
+    return spec if dataset is None else replace(spec, dataset=dataset)
 
 
 def _recorded_options(recorded: dict[str, Any], workers: int | None) -> audit.VerifierOptions:
@@ -881,31 +879,6 @@ def _verify_remote_code(
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def training_data_of(checkpoint: str | os.PathLike, split: str) -> dict[str, Any]:
-    """The dataset spec of ``split`` of the data ``hf-dft train`` recorded in ``training_args.json``.
-
-    The run's data options are :class:`~hf_dft_head.data.DataArguments` fields (the bundled disaster-response
-    messages when it named none), with its seed, so a carved validation split is carved the same way.
-    """
-    path = Path(checkpoint) / "training_args.json"
-    if not path.is_file():
-        raise CertificateError(f"{checkpoint} has no training_args.json to take the data from: pass --dataset.")
-    try:
-        recorded = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CertificateError(f"{path} is not valid JSON ({error}): pass --dataset.") from None
-    if not isinstance(recorded, dict):
-        raise CertificateError(f"{path} does not hold a run's arguments: pass --dataset.")
-    options = DataArguments.from_spec(recorded)
-    return {**options.spec(), "split": split, "seed": int(recorded.get("seed", 42))}
-
-
-def describe_data(spec: dict[str, Any]) -> str:
-    """A short name for the data of a spec: the data set, or the files, or the bundled default."""
-    source = spec.get("dataset") or ", ".join(spec.get("data_files") or []) or f"{NAMED_DATASETS[0]} (bundled)"
-    return f"{source} / {spec.get('split', 'test')}"
-
-
 def format_certificate(certificate: dict[str, Any]) -> str:
     """A few lines: the status and guarantee in short, the checks, what the audit found (the JSON has the rest)."""
     audit_section = certificate["audit"]
@@ -938,8 +911,9 @@ def format_certificate(certificate: dict[str, Any]) -> str:
             f"Thresholds: {thresholds['kind'].replace('_', '-')} logit_thresholds of config.json; the audit decided "
             f"every set {decided}; guarantee kept for the model as it predicts: {kept}."
         )
+    data = DataSpec.from_record(audit_section["dataset"]).describe()
     lines.append(
-        f"Audit ({describe_data(audit_section['dataset'])}): {gold['argmaxable']} of {gold['distinct_sets']} distinct "
+        f"Audit ({data}): {gold['argmaxable']} of {gold['distinct_sets']} distinct "
         f"gold label sets argmaxable{epsilon}, {gold['unargmaxable']} never outputtable, {gold['undecided']} undecided."
     )
     radius = (certificate.get("verifier") or {}).get("radius") or {}

@@ -21,23 +21,13 @@ from transformers import HfArgumentParser
 from . import audit, certificate, hub, onnx_export, predict, sharding, thresholds
 from .checkpoints import CheckpointError, download_checkpoint, looks_like_repo_id
 from .console import configure_output
-from .data import DataArguments
+from .data import DataArguments, DataSpec, read_training_data_spec
 from .evaluation import evaluate_checkpoint
 from .output_checks import check_writable_file, check_writable_folder
 from .training import TrainingArguments, train
 
 # Exit codes of `hf-dft verify` (0 and 2 are shared by every subcommand).
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
-
-
-@dataclass
-class SplitArguments:
-    """The split an audit, a certificate or an evaluation is computed on."""
-
-    split: str = field(default="test", metadata={"help": "split of the data to use"})
-    seed: int = field(
-        default=42, metadata={"help": "seed that carves a validation split when the data has none (as in training)"}
-    )
 
 
 @dataclass
@@ -138,9 +128,11 @@ def run_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _data_spec(args: argparse.Namespace) -> dict:
-    split = _dataclass_from(args, SplitArguments)
-    return {**_dataclass_from(args, DataArguments).spec(), "split": split.split, "seed": split.seed}
+def _data_spec(args: argparse.Namespace, checkpoint: Path | None = None) -> DataSpec:
+    """The data spec of the command line; with no data option and a ``checkpoint``, the data the run trained on
+    (its ``training_args.json``), same split."""
+    spec = _dataclass_from(args, DataSpec)
+    return read_training_data_spec(checkpoint, spec.split) if checkpoint is not None and not spec.given() else spec
 
 
 def run_audit(args: argparse.Namespace) -> int:
@@ -213,11 +205,9 @@ def run_tune_thresholds(args: argparse.Namespace) -> int:
     if not checkpoint.is_dir():
         raise ValueError(f"{checkpoint} is not a checkpoint folder")
     # Always the validation split; with no data option, of the data (and seed) the run trained on.
-    data_options = _dataclass_from(args, DataArguments)
-    if data_options != DataArguments():
-        spec = {**data_options.spec(), "split": "validation", "seed": options.seed}
-    else:
-        spec = certificate.training_data_of(checkpoint, "validation")
+    spec = dataclasses.replace(_data_spec(args), split="validation")
+    if not spec.given():
+        spec = read_training_data_spec(checkpoint, "validation")
     record = thresholds.tune_checkpoint(checkpoint, spec, options, progress=not args.quiet)
     print(thresholds.format_record(record))
     return EXIT_OK
@@ -229,8 +219,7 @@ def run_certify(args: argparse.Namespace) -> int:
         raise ValueError(f"{checkpoint} is not a checkpoint folder")
     check_writable_folder(checkpoint, option="CHECKPOINT")  # before the audit: the certificate is written there
     # No data option given: the data the run trained on (training_args.json).
-    given = _dataclass_from(args, DataArguments) != DataArguments()
-    spec = _data_spec(args) if given else certificate.training_data_of(checkpoint, args.split)
+    spec = _data_spec(args, checkpoint)
     with sharding.across_launched_processes() as processes:
         written = certificate.certify(
             checkpoint,
@@ -327,7 +316,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, list, list[tuple], Callable[[argparse.Nam
         "Audit any multi-label sigmoid checkpoint: which label sets can it never output?",
         "Verify the distinct gold and predicted label sets of one data split with the argmaxability engine; write a "
         "JSON report (and a figure).",
-        [DataArguments, SplitArguments, audit.VerifierOptions, AuditOutputArguments, ProgressArguments],
+        [DataSpec, audit.VerifierOptions, AuditOutputArguments, ProgressArguments],
         [("model", "checkpoint folder or Hub id of a multi-label sigmoid classifier")],
         run_audit,
     ),
@@ -346,7 +335,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, list, list[tuple], Callable[[argparse.Nam
         "Quality metrics of a checkpoint on any split (same data options as train).",
         "P@k, R@k, F1@k, nDCG@k, micro/macro-F1 and exact match of the model's predictions on one split of a data "
         "set, its labels matched to the model's by name.",
-        [DataArguments, SplitArguments, EvaluateArguments, ProgressArguments],
+        [DataSpec, EvaluateArguments, ProgressArguments],
         [("checkpoint", "checkpoint folder or Hub id of a multi-label classifier")],
         run_evaluate,
     ),
@@ -364,7 +353,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, list, list[tuple], Callable[[argparse.Nam
         "Write an argmaxability certificate into a checkpoint.",
         "Check the head, the shipped code and the audit of one split; write dft_certificate.json and the figure. "
         "Exit 0 when certified, 1 when the checkpoint cannot be certified (the certificate says why).",
-        [DataArguments, SplitArguments, audit.VerifierOptions, ProgressArguments],
+        [DataSpec, audit.VerifierOptions, ProgressArguments],
         [("checkpoint", "checkpoint folder (the certificate and figure are written into it)")],
         run_certify,
     ),

@@ -12,18 +12,19 @@ from typing import Any
 
 from . import audit
 from .checkpoints import load_checkpoint
+from .data import DataSpec
 
 
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
-    spec: dict[str, Any],
+    spec: DataSpec,
     *,
     batch_size: int = 32,
     max_length: int = 128,
     assume_multi_label: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """The quality metrics of ``checkpoint`` on the split ``spec`` names (see :func:`hf_dft_head.audit.dataset_spec`).
+    """The quality metrics of ``checkpoint`` on the split ``spec`` names (a :class:`~hf_dft_head.data.DataSpec`).
 
     Returns a JSON-ready dict: ``model``, ``dataset`` (the spec, the number of examples, the data's fingerprint and
     the labels the model does not know) and ``metrics`` (at ``audit.QUALITY_KS``, threshold 0.5).

@@ -47,7 +47,7 @@ import torch
 
 from . import audit
 from .checkpoints import CERTIFICATE_NAME, bound_files, load_checkpoint
-from .data import NAMED_DATASETS
+from .data import DataSpec
 from .metrics.quality import f1_from_counts, multi_hot_from_label_ids
 from .output_checks import OutputLocationError, check_writable_folder
 from .prediction import decision_thresholds
@@ -736,12 +736,12 @@ def _output_folder(checkpoint: Path, output_dir: str | None) -> Path:
 
 def tune_checkpoint(
     checkpoint: str | os.PathLike,
-    spec: dict[str, Any],
+    spec: DataSpec,
     options: ThresholdOptions | None = None,
     *,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Tune the thresholds of ``checkpoint`` on the split ``spec`` names (:func:`hf_dft_head.audit.dataset_spec`,
+    """Tune the thresholds of ``checkpoint`` on the split ``spec`` names (a :class:`~hf_dft_head.data.DataSpec`,
     normally ``split="validation"``), write the tuned checkpoint and return its record (``thresholds.json``).
 
     Per label (default): ``config.json`` gets ``logit_thresholds``. ``keep_guarantee``: the head's input bias
@@ -752,7 +752,7 @@ def tune_checkpoint(
     """
     options = options or ThresholdOptions()
     checkpoint = Path(checkpoint)
-    split_name = spec.get("split", "validation")
+    split_name = spec.split
     if split_name in REFUSED_SPLITS:
         raise ValueError(
             f"Thresholds are tuned on a validation split, never on split={split_name!r}: test numbers measured on the "
@@ -863,8 +863,8 @@ def _write_checkpoint(checkpoint: Path, output: Path, model, record: dict[str, A
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _data_name(spec: dict[str, Any]) -> str:
-    return str(spec.get("dataset") or ", ".join(spec.get("data_files") or []) or NAMED_DATASETS[0])
+def _data_name(record: dict[str, Any]) -> str:
+    return DataSpec.from_record(record).source
 
 
 def format_record(record: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -22,15 +23,18 @@ import torch
 
 from hf_dft_head import data as hd
 from hf_dft_head.data import (
+    DataSpec,
     LabelVocabulary,
     MultiLabelCollator,
-    label_ids_to_multi_hot,
     label_set_statistics,
     load_disaster_response,
     load_kaomoji,
     load_multilabel_dataset,
+    load_split,
+    read_training_data_spec,
     tokenize_dataset,
 )
+from hf_dft_head.metrics.quality import multi_hot_from_label_ids
 
 # ---------------------------------------------------------------------------------------------------------------
 # The hand-made data set. "zoo" appears only in test: it must be dropped there and counted.
@@ -103,7 +107,7 @@ def _write_splits(tmp_path: Path, fmt: str, writer, suffix: str) -> dict[str, st
 
 
 def _dense(table: datasets.Dataset, num_labels: int) -> np.ndarray:
-    return label_ids_to_multi_hot(table["labels"][:], num_labels).numpy()
+    return multi_hot_from_label_ids(table["labels"][:], num_labels)
 
 
 # (format, writer, suffix, loader kwargs, expected vocabulary, name of the test-only label "zoo")
@@ -229,7 +233,7 @@ def test_hub_id_is_passed_to_load_dataset(monkeypatch):
         calls.append((path, name, kwargs))
         return fake
 
-    monkeypatch.setattr(hd.datasets, "load_dataset", fake_load_dataset)
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     loaded = load_multilabel_dataset("someone/tags", config_name="en", split="train[:50%]", validation_fraction=0.25)
     assert calls == [("someone/tags", "en", {"split": "train[:50%]"})]
     assert {name: len(t) for name, t in loaded.dataset.items()} == {"train": 3, "validation": 1}
@@ -363,7 +367,7 @@ def test_collator_pads_and_densifies(tokenizer):
     assert torch.equal(batch["features"], torch.tensor([[0.5, 1.0], [2.0, 3.0]], dtype=torch.float64))
     assert torch.equal(batch["labels"], torch.tensor([[0.0, 1.0], [1.0, 1.0]]))
 
-    with pytest.raises(ValueError, match=r"row 1 of the batch holds label id 7, outside \[0, 5\)"):
+    with pytest.raises(ValueError, match=r"batch's label_ids row 1 holds label id 7, outside \[0, 5\)"):
         MultiLabelCollator(5, tokenizer)([features[0], dict(features[1], labels=[7])])
 
 
@@ -458,9 +462,9 @@ def test_disaster_response_options_and_missing_package(disaster_cache, monkeypat
         assert _dense(table, negative.num_labels)[:, related].sum() == expected
     assert reference["splits"]["train"]["related_maybe"] == 168
 
-    real_find_spec = hd.importlib.util.find_spec
+    real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        hd.importlib.util,
+        importlib.util,
         "find_spec",
         lambda name, *a: None if name == hd.DISASTER_RESPONSE_PACKAGE else real_find_spec(name, *a),
     )
@@ -576,3 +580,109 @@ def test_string_labels_without_separator_are_single_labels(caplog):
         loaded = load_multilabel_dataset(table, validation_fraction=0)
     assert loaded.vocabulary.labels == ("x", "x;y", "y")
     assert "pass label_separator" in caplog.text
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The data spec: one record, written by a run (training_args.json) and a certificate, read back by one function
+# ---------------------------------------------------------------------------------------------------------------
+
+# The keys of a certificate's audit.dataset section (less the audit's counts), in the order certificates written
+# before DataSpec existed hold them: verify compares a recomputed section with the recorded one, so a certificate
+# written by an older version only verifies if the record keeps this shape.
+RECORDED_DATA_KEYS = [
+    "dataset",
+    "dataset_config",
+    "data_files",
+    "text_column",
+    "label_column",
+    "label_columns",
+    "label_prefix",
+    "label_format",
+    "label_separator",
+    "validation_fraction",
+    "split",
+    "seed",
+]
+
+
+def test_data_spec_record_keeps_its_shape_and_reads_back_from_a_certificate_and_a_run(tmp_path, monkeypatch):
+    (tmp_path / "gold.jsonl").write_text('{"text": "a", "labels": ["x"]}\n')
+    monkeypatch.chdir(tmp_path)
+    spec = DataSpec(data_files=["test=gold.jsonl", "train=gone.jsonl"], label_columns=["a", "b"], split="test", seed=7)
+    record = spec.to_record()
+    assert list(record) == RECORDED_DATA_KEYS
+    # Existing local paths are made absolute (the record works from another folder); others are left as given.
+    assert record["data_files"] == [f"test={(tmp_path / 'gold.jsonl').resolve()}", "train=gone.jsonl"]
+    assert record["seed"] == 7 and record["split"] == "test" and record["label_columns"] == ["a", "b"]
+    assert json.loads(json.dumps(record)) == record
+    assert DataSpec(dataset="gold.jsonl").to_record()["dataset"] == str((tmp_path / "gold.jsonl").resolve())
+    assert DataSpec(dataset="kaomoji").to_record()["dataset"] == "kaomoji"  # a bundled name, not a path
+    assert DataSpec(dataset="someone/tags").to_record()["dataset"] == "someone/tags"  # a Hub id
+
+    # A certificate's section also holds the audit's counts; a run's training_args.json all its other arguments.
+    section = {**record, "examples": 3, "fingerprint_sha256": "0" * 64, "labels_unknown_to_model": {"z": 1}}
+    assert DataSpec.from_record(section).to_record() == record
+    run = {"output_dir": "run", "k": 3, "epochs": 2, "seed": 7, **{key: record[key] for key in RECORDED_DATA_KEYS[:10]}}
+    from_run = DataSpec.from_record(run, split="test")
+    assert from_run == DataSpec.from_record(record) and from_run.to_record() == record
+    assert DataSpec.from_record(run, split="validation").split == "validation"
+    # A record without data options is the bundled default, seed 42, split test.
+    assert DataSpec.from_record({}) == DataSpec()
+    assert DataSpec.from_record({}).describe() == "disaster_response (bundled) / test"
+    assert from_run.describe() == f"test={(tmp_path / 'gold.jsonl').resolve()}, train=gone.jsonl / test"
+    assert from_run.given() and not DataSpec(split="validation", seed=3).given()
+
+
+@pytest.mark.parametrize(
+    "record, says",
+    [
+        ({"data_files": "train.jsonl"}, "data_files must be a list of strings"),
+        ({"label_columns": "a,b"}, "label_columns must be a list of strings"),
+        ({"seed": "7"}, "seed must be an integer"),
+        ({"seed": True}, "seed must be an integer"),
+        ({"split": 3}, "split must be a split name"),
+        (["train.jsonl"], "must be a JSON object"),
+    ],
+)
+def test_data_spec_refuses_a_damaged_record(record, says):
+    with pytest.raises(ValueError, match=says):
+        DataSpec.from_record(record)
+
+
+def test_training_data_spec_reads_the_runs_arguments_and_names_a_broken_file(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(ValueError, match=r"has no training_args\.json to take the data from: pass --dataset"):
+        read_training_data_spec(run, "test")
+    for damaged, says in (('{"data_files": ', "is not valid JSON"), ("[1]", "does not hold a run's arguments")):
+        (run / "training_args.json").write_text(damaged)
+        with pytest.raises(ValueError, match=says) as error:
+            read_training_data_spec(run, "test")
+        assert "training_args.json" in str(error.value) and "--dataset" in str(error.value)
+    (run / "training_args.json").write_text(json.dumps({"data_files": "a.jsonl", "seed": 1}))
+    with pytest.raises(ValueError, match=r"training_args\.json: the data record's data_files must be a list"):
+        read_training_data_spec(run, "test")
+    (run / "training_args.json").write_text(json.dumps({"dataset": "kaomoji", "seed": 5, "k": 3, "epochs": 1}))
+    assert read_training_data_spec(run, "validation") == DataSpec(dataset="kaomoji", split="validation", seed=5)
+
+
+def test_load_split_reads_a_files_split_with_the_models_labels_and_nothing_carved(tmp_path):
+    files = _write_splits(tmp_path, "names", _write_jsonl, ".jsonl")
+    # Plain files are the split asked for; read as "train" with the given vocabulary, nothing carved off.
+    loaded, name = load_split(DataSpec(data_files=[files["test"]], label_column="tags", split="test"), ALL_NAMES)
+    assert name == "train" and list(loaded.dataset) == ["train"]
+    assert loaded.vocabulary.labels == tuple(ALL_NAMES)
+    assert loaded.dataset["train"]["text"][:] == [text for text, _ in ROWS["test"]]
+    gold = [sorted(ALL_NAMES.index(label) for label in names) for _, names in ROWS["test"]]
+    assert loaded.dataset["train"]["labels"][:] == gold
+    # SPLIT=PATH files without a train file: the named split stands in as train.
+    named = [f"{split}={path}" for split, path in files.items()]
+    loaded, name = load_split(DataSpec(data_files=named[2:], label_column="tags", split="test"), ALL_NAMES)
+    assert name == "train" and len(loaded.dataset["train"]) == len(ROWS["test"])
+    with pytest.raises(ValueError, match=r"split='test' is not among the data files"):
+        load_split(DataSpec(data_files=[f"validation={files['validation']}"], label_column="tags"), ALL_NAMES)
+    # With a train file the splits are read as they are, and a split the data lacks is refused by name.
+    loaded, name = load_split(DataSpec(data_files=named, label_column="tags", split="validation"), ALL_NAMES)
+    assert name == "validation" and len(loaded.dataset["validation"]) == len(ROWS["validation"])
+    with pytest.raises(ValueError, match=r"split='dev' is not a split of"):
+        load_split(DataSpec(data_files=named, label_column="tags", split="dev"), ALL_NAMES)
