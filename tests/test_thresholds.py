@@ -19,7 +19,7 @@ from transformers import AutoConfig, BertConfig, BertForSequenceClassification, 
 
 from hf_dft_head import DFTForMultiLabelClassification, audit, certificate, cli
 from hf_dft_head.audit import dataset_spec
-from hf_dft_head.checkpoints import load_checkpoint
+from hf_dft_head.checkpoints import load_checkpoint, read_card_inputs
 from hf_dft_head.metrics.quality import macro_f1, micro_f1
 from hf_dft_head.model_card import render_model_card
 from hf_dft_head.sigmoid_head import find_sigmoid_head
@@ -478,7 +478,7 @@ def test_the_certificate_of_finite_thresholds_keeps_the_guarantee_and_verifies(t
     result = certificate.verify_checkpoint(folder, progress=False)
     assert result.outcome == certificate.VERIFIED, result.summary()
     # The card push renders tells a user that sigmoid > 0.5 is not how this model decides.
-    card = str(render_model_card(folder, repo_id="alice/tuned"))
+    card = str(render_model_card(**read_card_inputs(folder), repo_id="alice/tuned"))
     assert "config.logit_thresholds[i]" in card and "threshold (`logit_thresholds`)" in card
 
 
