@@ -34,11 +34,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import data
+from . import data, sharding
 
 # DEFAULT_EPSILON: a set is epsilon-argmaxable when its Chebyshev radius is at least epsilon * box.
 # DEFAULT_BOX: the box used when nothing bounds the head's input features (the LP is homogeneous without one).
-from .argmax import ARGMAXABLE, DEFAULT_BOX, DEFAULT_EPSILON, UNARGMAXABLE, UNDECIDED, Verdict, verify_label_sets
+from .argmax import ARGMAXABLE, DEFAULT_BOX, DEFAULT_EPSILON, UNARGMAXABLE, UNDECIDED, Verdict
 from .argmax.summary import summarise_audit_verdicts
 from .checkpoints import load_checkpoint
 from .metrics.quality import QualityAccumulator
@@ -127,11 +127,12 @@ def resolve_workers(workers: int | None, head: SigmoidHead) -> int:
     """``workers`` if given, else every available core for a head the LP decides, 1 for a pure DFT head.
 
     The rule decides a pure DFT head's sets in-process in microseconds (the radius sample's LPs are few);
-    worker processes would each receive a copy of its ``(n, 2k+1)`` matrix for nothing.
+    worker processes would each receive a copy of its ``(n, 2k+1)`` matrix for nothing. Under ``accelerate launch``
+    the cores are shared by the launched processes of the machine (:func:`hf_dft_head.sharding.cores_per_process`).
     """
     if workers is not None:
         return int(workers)
-    return 1 if head.rule_applies and head.slack_dims == 0 else available_cores()
+    return 1 if head.rule_applies and head.slack_dims == 0 else sharding.cores_per_process(available_cores())
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -417,8 +418,9 @@ def verify_sets(
         "dtype": head.model_dtype,
         "n_jobs": resolve_workers(workers, head),
     }
-    # The rule's "yes" is taken as is here (rule_only); the LP runs only where the rule does not decide.
-    answer = verify_label_sets(label_sets=sets, **engine, exact_radius=radii, rule_only=True, progress=progress)
+    # The rule's "yes" is taken as is here (rule_only); the LP runs only where the rule does not decide. Under
+    # `accelerate launch` the sets are shared over the processes and the verdicts gathered (same result).
+    answer = sharding.verify_label_sets_sharded(sets, **engine, exact_radius=radii, rule_only=True, progress=progress)
     verdicts = list(answer.verdicts)
     population = [i for i, v in enumerate(verdicts) if v.status == ARGMAXABLE and v.method == "rule"]
     size = radius_sample_size(radius_sample, len(population), head.num_labels) if radii else 0
@@ -428,8 +430,8 @@ def verify_sets(
         chosen = [population[j] for j in sorted(picked.tolist())]
     if chosen and size:
         # Each chosen set alone, as before sampling existed: the rule's verdict with the LP's radius and witness.
-        sampled = verify_label_sets(
-            label_sets=[sets[i] for i in chosen], **engine, exact_radius=True, rule_only=False, progress=progress
+        sampled = sharding.verify_label_sets_sharded(
+            [sets[i] for i in chosen], **engine, exact_radius=True, rule_only=False, progress=progress
         )
         for i, verdict in zip(chosen, sampled.verdicts):
             verdicts[i] = verdict

@@ -45,7 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import audit
+from . import audit, sharding
 from .argmax import count_dft_argmaxable
 from .audit_report import AUDIT_FIGURE_NAME, plot_series, write_plot
 from .checkpoints import (
@@ -543,7 +543,9 @@ def certify(
     code, write the figure and the certificate into it, and return the certificate.
 
     Dense and bottleneck heads get a ``"not_certified"`` certificate with their audit. Raises
-    :class:`CertificateError` for a folder that cannot be certified (symbolic links, no config or weights).
+    :class:`CertificateError` for a folder that cannot be certified (symbolic links, no config or weights). Under
+    ``accelerate launch`` (:mod:`hf_dft_head.sharding`) only the main process writes; another process returns its
+    ``status``, ``reasons_not_certified`` and recomputed sections, without ``files``.
     """
     checkpoint = Path(checkpoint)
     options = options or audit.VerifierOptions()
@@ -552,6 +554,12 @@ def certify(
     code, problems = code_section(checkpoint, inventory.files)
     recomputed = _recompute(checkpoint, spec, options, code, progress=progress, remote_probe=not problems)
     reasons = recomputed.sections.pop("reasons") + problems + recomputed.problems
+    if not sharding.current().is_main:  # the main process, which computed the same, writes the files
+        return {
+            "status": "not_certified" if reasons else "certified",
+            "reasons_not_certified": reasons,
+            **recomputed.sections,
+        }
     write_plot(recomputed.figure_report, checkpoint / FIGURE_NAME)
     files = bound_files(checkpoint).files  # now with the figure
     certificate = {

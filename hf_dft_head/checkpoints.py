@@ -244,7 +244,7 @@ def load_checkpoint(path: str | os.PathLike, *, assume_multi_label: bool = False
         ) from None
     model.eval()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = AutoTokenizer.from_pretrained(path, config=config)  # the config read above, not read again
     except (OSError, ValueError, TypeError) as error:
         logger.warning("No tokenizer could be loaded from %s (%s): predictions cannot be computed.", path, error)
         tokenizer = None

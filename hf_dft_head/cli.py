@@ -18,7 +18,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from . import audit, audit_report, certificate, hub, onnx_export, predict, thresholds
+from . import audit, audit_report, certificate, hub, onnx_export, predict, sharding, thresholds
 from .checkpoints import CheckpointError, download_checkpoint, looks_like_repo_id
 from .console import configure_output
 from .data import DataArguments
@@ -151,9 +151,16 @@ def run_audit(args: argparse.Namespace) -> int:
     check_writable_file(report_path, option="--output")
     if output.plot is not None:
         check_writable_file(output.plot or report_path.parent / audit_report.AUDIT_FIGURE_NAME, option="--plot")
-    report = audit.audit_checkpoint(
-        args.model, _data_spec(args), options, assume_multi_label=output.assume_multi_label, progress=not args.quiet
-    )
+    with sharding.across_launched_processes() as processes:  # under `accelerate launch`: verdicts shared out
+        report = audit.audit_checkpoint(
+            args.model,
+            _data_spec(args),
+            options,
+            assume_multi_label=output.assume_multi_label,
+            progress=not args.quiet and processes.is_main,
+        )
+    if not processes.is_main:
+        return EXIT_OK  # the main process, which gathered the same report, writes it
     plot_path = None
     if output.plot is not None:
         plot_path = Path(output.plot or report_path.parent / audit_report.AUDIT_FIGURE_NAME)
@@ -161,8 +168,12 @@ def run_audit(args: argparse.Namespace) -> int:
         audit_report.write_plot(report, plot_path)
     write_json(report, report_path)
     print(audit_report.format_summary(report))
-    print(f"Report: {report_path}" + (f"; figure: {plot_path}" if plot_path else ""))
+    print(f"Report: {report_path}" + (f"; figure: {plot_path}" if plot_path else "") + _shared_over(processes))
     return EXIT_OK
+
+
+def _shared_over(processes: sharding.Processes) -> str:
+    return f" (label sets verified by {processes.count} processes)" if processes.sharded else ""
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -220,11 +231,19 @@ def run_certify(args: argparse.Namespace) -> int:
     # No data option given: the data the run trained on (training_args.json).
     given = _dataclass_from(args, DataArguments) != DataArguments()
     spec = _data_spec(args) if given else certificate.training_data_of(checkpoint, args.split)
-    written = certificate.certify(
-        checkpoint, spec, _dataclass_from(args, audit.VerifierOptions), progress=not args.quiet
-    )
-    print(certificate.format_certificate(written))
-    print(f"Wrote {checkpoint / certificate.CERTIFICATE_NAME} and {checkpoint / written['figure']['path']}")
+    with sharding.across_launched_processes() as processes:
+        written = certificate.certify(
+            checkpoint,
+            spec,
+            _dataclass_from(args, audit.VerifierOptions),
+            progress=not args.quiet and processes.is_main,
+        )
+    if processes.is_main:
+        print(certificate.format_certificate(written))
+        print(
+            f"Wrote {checkpoint / certificate.CERTIFICATE_NAME} and {checkpoint / written['figure']['path']}"
+            + _shared_over(processes)
+        )
     return EXIT_OK if written["status"] == "certified" else EXIT_FAILED
 
 
@@ -239,16 +258,18 @@ def run_verify(args: argparse.Namespace) -> int:
             remote_files = download_checkpoint(name, folder, revision=options.revision)
         else:
             raise ValueError(f"{name} is not a checkpoint folder (and not a Hub repo id of the form namespace/name).")
-        result = certificate.verify_checkpoint(
-            folder,
-            recheck_audit=not options.skip_audit,
-            dataset=options.dataset,
-            workers=options.workers,
-            progress=not args.quiet,
-            remote_files=remote_files,
-        )
+        with sharding.across_launched_processes() as processes:
+            result = certificate.verify_checkpoint(
+                folder,
+                recheck_audit=not options.skip_audit,
+                dataset=options.dataset,
+                workers=options.workers,
+                progress=not args.quiet and processes.is_main,
+                remote_files=remote_files,
+            )
     result.checkpoint = name
-    print(result.summary())
+    if processes.is_main:
+        print(result.summary())
     return {certificate.VERIFIED: EXIT_OK, certificate.PARTIAL: EXIT_PARTIAL}.get(result.outcome, EXIT_FAILED)
 
 
@@ -423,8 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return SUBCOMMANDS[args.command][4](args)
     except (ValueError, FileNotFoundError, CheckpointError) as error:
-        # Bad input: one clear line, no traceback, nothing written has been removed.
-        print(f"hf-dft {args.command}: error: {error}", file=sys.stderr)
+        # Bad input: one clear line (once under `accelerate launch`), no traceback, nothing written has been removed.
+        sharding.report_error(f"hf-dft {args.command}: error: {error}")
         return EXIT_BAD_INPUT
 
 

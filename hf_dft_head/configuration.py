@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
@@ -11,6 +13,36 @@ from .gale import check_dft_sizes, check_label_order, dft_width
 HEAD_KINDS = ("dft", "bottleneck", "dense")
 POOLINGS = ("cls", "mean")
 DFT_PATH_CHOICES = ("auto", "fft", "matmul")
+#: Config fields with one entry per label (n of them: 1M at extreme label counts).
+LABEL_SIZED_FIELDS = ("id2label", "label2id", "label_order", "logit_thresholds")
+#: Past this many labels the config's repr summarises the label-sized fields (see ``DFTConfig.__repr__``).
+REPR_MAX_LABELS = 100
+
+
+class LabelMap(dict):
+    """A ``dict`` of immutable keys and values (label ids and names) whose deep copy is a shallow copy.
+
+    transformers deep-copies a config several times per load (``to_dict``, ``from_pretrained``); ``copy.deepcopy``
+    walks an ``n``-entry map item by item in Python (8 s per copy of a 100k-label config), ``dict(self)`` copies it
+    in C, and for ints and strings the two copies are equal. Pickles as a plain ``dict``.
+    """
+
+    def __deepcopy__(self, memo: dict) -> LabelMap:
+        return LabelMap(self)
+
+    def __reduce__(self):
+        return dict, (dict(self),)
+
+
+class LabelList(list):
+    """A ``list`` of immutable items (circle positions, thresholds) whose deep copy is a shallow copy; see
+    :class:`LabelMap`. Pickles as a plain ``list``."""
+
+    def __deepcopy__(self, memo: dict) -> LabelList:
+        return LabelList(self)
+
+    def __reduce__(self):
+        return list, (list(self),)
 
 
 class DFTConfig(PretrainedConfig):
@@ -91,6 +123,30 @@ class DFTConfig(PretrainedConfig):
             )
         if self.label2id is None and self.id2label is not None:
             self.label2id = {label: i for i, label in self.id2label.items()}
+
+    def __setattr__(self, key, value):
+        # The label-sized fields are kept as LabelMap / LabelList, whatever sets them (__init__, from_dict, a user).
+        if key in LABEL_SIZED_FIELDS and type(value) is dict:
+            value = LabelMap(value)
+        elif key in LABEL_SIZED_FIELDS and type(value) is list:
+            value = LabelList(value)
+        super().__setattr__(key, value)
+
+    def __repr__(self) -> str:
+        """The config as JSON (its differences from the defaults, as transformers prints it); past
+        :data:`REPR_MAX_LABELS` labels the label-sized fields are summarised.
+
+        transformers logs every config it loads with an f-string (``logger.info(f"Model config {config}")``) that is
+        formatted whether INFO is shown or not: the full JSON of a 100k-label config took 11 s per load.
+        """
+        if (self.num_labels or 0) <= REPR_MAX_LABELS:
+            return super().__repr__()
+        diff = self.to_diff_dict()
+        for name in LABEL_SIZED_FIELDS:
+            if diff.get(name) is not None:
+                values = list(diff[name].values() if isinstance(diff[name], dict) else diff[name])
+                diff[name] = f"<{len(values)} entries: {values[0]!r}, {values[1]!r}, ..., {values[-1]!r}>"
+        return f"{type(self).__name__} {json.dumps(diff, indent=2, sort_keys=True, default=str)}\n"
 
     @property
     def hidden_size(self) -> int:

@@ -39,8 +39,8 @@ def gold_label_sets() -> list[tuple[int, ...]]:
     return sets
 
 
-def build_checkpoint(folder: Path, head_kind: str = "dft", seed: int = 0) -> Path:
-    """A tiny BERT (hidden 32) + head over 24 labels, saved with a tokenizer."""
+def build_checkpoint(folder: Path, head_kind: str = "dft", seed: int = 0, slack_dims: int = 0) -> Path:
+    """A tiny BERT (hidden 32) + head over 24 labels (``slack_dims`` slack columns on a DFT head), with a tokenizer."""
     torch.manual_seed(seed)
     encoder = BertModel(
         BertConfig(
@@ -48,7 +48,7 @@ def build_checkpoint(folder: Path, head_kind: str = "dft", seed: int = 0) -> Pat
         )
     )
     model = DFTForMultiLabelClassification.from_encoder(
-        encoder, id2label=dict(enumerate(LABELS)), k=K, head_kind=head_kind, bottleneck_dim=4
+        encoder, id2label=dict(enumerate(LABELS)), k=K, head_kind=head_kind, bottleneck_dim=4, slack_dims=slack_dims
     )
     with torch.no_grad():  # a head that predicts a few labels per text, so predicted sets are not all empty
         for parameter in model.head.parameters():

@@ -41,8 +41,8 @@ FLOORS: list[tuple[str, set[str]]] = [
         {"layers", "configuration", "prediction", "modeling", "convert", "feature_batches", "console"},
     ),
     (
-        "checkpoint: loading a checkpoint, its bound files, its sigmoid head, its code",
-        {"checkpoints", "sigmoid_head", "pipeline", "remote_code", "data"},
+        "checkpoint: loading a checkpoint, its bound files, its sigmoid head, its code; data; launched processes",
+        {"checkpoints", "sigmoid_head", "pipeline", "remote_code", "data", "sharding"},
     ),
     (
         "metrics loaded by evaluate.load (absolute imports of the installed package)",

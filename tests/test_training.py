@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO_ROOT
+from launching import accelerate_launch, launch_environment
 from transformers import AutoModel
 
 from hf_dft_head import DFTForMultiLabelClassification
@@ -220,37 +220,15 @@ def test_resume_after_kill_matches_an_uninterrupted_run(toy_data, minilm_path, t
     assert a["test"] == b["test"] and a["global_step"] == b["global_step"] == 24
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_process_accelerate_launch_matches_one_process(toy_data, minilm_path, tmp_path):
     """Real data parallelism: two gloo processes with batch 4 each == one process with batch 8."""
     digests = tmp_path / "digests"
     two = tmp_path / "two"
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(free_port()),
-        str(REPO_ROOT / "scripts" / "train.py"),
-    ]
+    launch = accelerate_launch(2, str(REPO_ROOT / "scripts" / "train.py"))
     args = train_args(toy_data, two, minilm_path, "--freeze-encoder", "--epochs", "2")[1:]
     args[args.index("--batch-size") + 1] = "4"
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "HF_DFT_DEBUG_PARAM_DIGESTS": str(digests), "OMP_NUM_THREADS": "1"}
+    env = launch_environment(HF_DFT_DEBUG_PARAM_DIGESTS=str(digests))
     result = subprocess.run([*launch, *args], capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     rank0 = Path(f"{digests}.rank0").read_text().splitlines()
