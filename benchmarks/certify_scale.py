@@ -12,7 +12,7 @@ Each size runs in a fresh process (so its peak RSS is its own) and reports, cumu
 * ``build``: the head, its effective matrix ``G[order]`` (n x 21) and the label sets;
 * ``engine``: ``verify_label_sets(..., rule_only=True)`` on the distinct gold and predicted sets (the rule's verdicts;
   the "no" proven by Farkas certificates on 2k + 2 rows);
-* ``audit, no radii``: ``audit.audit_head(..., radius_sample=0)`` (verdicts, summaries by size);
+* ``audit, no radii``: ``audit.audit_head(..., VerifierOptions(radius_sample=0))`` (verdicts, summaries by size);
 * ``audit, default radii``: ``audit.audit_head`` with the default radius sample (all rule-decided argmaxable sets
   while sets x n <= 250,000, else a seeded sample of 250,000 // n sets): what ``hf-dft audit`` / ``certify`` run.
 
@@ -46,6 +46,7 @@ from transformers import BertConfig, BertModel, BertTokenizerFast
 from hf_dft_head import DFTForMultiLabelClassification, audit
 from hf_dft_head.argmax import verify_label_sets
 from hf_dft_head.layers import DFTHead
+from hf_dft_head.sigmoid_head import SigmoidHead
 
 
 def synthetic_label_sets(num_labels: int, count: int, seed: int) -> list[tuple[int, ...]]:
@@ -94,7 +95,7 @@ def run_one(num_labels: int, count: int, k: int, dim: int) -> dict:
     order = np.random.default_rng(1).permutation(num_labels)
     head = DFTHead(dim, num_labels, k, label_order=order).eval()
     weight, bias = head.effective_head()
-    sigmoid_head = audit.SigmoidHead(
+    sigmoid_head = SigmoidHead(
         weight=weight,
         bias=bias,
         kind="dft",
@@ -125,7 +126,8 @@ def run_one(num_labels: int, count: int, k: int, dim: int) -> dict:
     )
     for name, sample in (("audit, no radii", 0), ("audit, default radii", None)):
         start = time.perf_counter()
-        report = audit.audit_head(sigmoid_head, gold, predicted, radius_sample=sample, progress=False)
+        options = audit.VerifierOptions(radius_sample=sample)
+        report = audit.audit_head(sigmoid_head, gold, predicted, options, progress=False)
         radius = report["verifier"]["radius"]
         rows.append(
             (

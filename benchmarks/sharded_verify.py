@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from hf_dft_head import audit, sharding
+from hf_dft_head.sigmoid_head import SigmoidHead
 
 CASE = Path(__file__).resolve().parents[1] / "tests" / "data" / "dense_head_radius_hang.npz"
 
@@ -35,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     case = np.load(CASE)
     weight, bias = case["weight"], case["bias"]
-    head = audit.SigmoidHead(
+    head = SigmoidHead(
         weight=weight, bias=bias, kind="dense", space="features", label_names=[str(i) for i in range(len(bias))]
     )
     generator = np.random.default_rng(0)
@@ -45,7 +46,7 @@ def main() -> None:
         sets.append(tuple(sorted(generator.choice(len(bias), size=size, replace=False).tolist())))
     with sharding.across_launched_processes() as processes:
         start = time.perf_counter()
-        report = audit.audit_head(head, sets, workers=args.workers, progress=False)
+        report = audit.audit_head(head, sets, None, audit.VerifierOptions(workers=args.workers), progress=False)
         seconds = time.perf_counter() - start
         workers = audit.resolve_workers(args.workers, head)  # inside the block: the cores are shared out there
     if processes.is_main:

@@ -46,6 +46,8 @@ import numpy as np
 import torch
 
 from . import audit, sharding
+from .argmax import count_dft_argmaxable
+from .audit_report import AUDIT_FIGURE_NAME, plot_series, write_plot
 from .checkpoints import (
     CERTIFICATE_NAME,
     UNBOUND_REPO_FILES,
@@ -57,7 +59,8 @@ from .checkpoints import (
 )
 from .configuration import DFTConfig
 from .data import DataSpec
-from .gale import gale_matrix
+from .gale import dft_width, gale_matrix
+from .output_checks import write_json
 from .remote_code import (
     PROBE_TEXTS,
     check_auto_maps,
@@ -66,9 +69,10 @@ from .remote_code import (
     probe_remote_code,
     remote_code_problems,
 )
+from .sigmoid_head import SigmoidHead, describe_thresholds, find_sigmoid_head
 from .version import __version__
 
-FIGURE_NAME = audit.AUDIT_FIGURE_NAME
+FIGURE_NAME = AUDIT_FIGURE_NAME
 CERTIFICATE_FORMAT = "hf-dft-head/argmaxability-certificate"
 CERTIFICATE_VERSION = 2
 # Float64 tolerances of the head checks; float64 FFT / matmul errors are ~1e-15 at these sizes.
@@ -126,11 +130,6 @@ def software_versions() -> dict[str, str]:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def count_rule_argmaxable_sets(num_labels: int, k: int) -> int:
-    """Label sets of n labels with at most 2k sign changes in circle order: ``2 * sum_{i<=k} C(n, 2i)``."""
-    return 2 * sum(math.comb(num_labels, 2 * i) for i in range(k + 1))
-
-
 def check_dft_layer(model) -> dict[str, Any]:
     """Probe the package-loaded DFT layer and head in float64 and compare them with ``G`` recomputed from (n, k).
 
@@ -146,18 +145,18 @@ def check_dft_layer(model) -> dict[str, Any]:
     config = model.config
     n, k, slack = int(config.num_labels), int(config.k), int(config.slack_dims)
     head = copy.deepcopy(model.head).double().eval()
-    width = 2 * k + 1 + slack
+    width, rule_width = dft_width(k, slack), dft_width(k)
     reference = gale_matrix(n, k)  # (n, 2k+1), rows in circle order
     if getattr(config, "label_order", None) is not None:
         reference = reference[np.asarray(config.label_order, dtype=np.int64)]  # row i: label i's circle position
     with torch.no_grad():
         probed = head.dft(torch.eye(width, dtype=torch.float64)).numpy().T  # (n, width): column j = layer(e_j)
-    gale_error = float(np.max(np.abs(probed[:, : 2 * k + 1] - reference)))
+    gale_error = float(np.max(np.abs(probed[:, :rule_width] - reference)))
     slack_error = 0.0
     if slack:
         stored_slack = head.dft.slack.detach().numpy()
-        slack_error = float(np.max(np.abs(probed[:, 2 * k + 1 :] - stored_slack)))
-    orthonormality = float(np.max(np.abs(reference.T @ reference - np.eye(2 * k + 1))))
+        slack_error = float(np.max(np.abs(probed[:, rule_width:] - stored_slack)))
+    orthonormality = float(np.max(np.abs(reference.T @ reference - np.eye(rule_width))))
 
     weight, _ = model.effective_head()
     projection, offset = model.head_projection()
@@ -248,7 +247,7 @@ def guarantee_statement(
             f"holds in {space}. "
             + (
                 f"For this pure DFT head (no slack) these are exactly the argmaxable sets: "
-                f"{count_rule_argmaxable_sets(n, k)} of the 2^{n} label sets."
+                f"{count_dft_argmaxable(n, k)} of the 2^{n} label sets."
                 if exact
                 else f"The {slack} slack columns keep these sets argmaxable and may add others (decided by LP)."
             )
@@ -263,7 +262,7 @@ def guarantee_statement(
         "label_order": label_order or "label id order (angle t_j = 2 pi j / n)",
         "slack_dims": slack,
         "rule_is_exact": exact,
-        "argmaxable_sets_by_rule": count_rule_argmaxable_sets(n, k),
+        "argmaxable_sets_by_rule": count_dft_argmaxable(n, k),
         "spaces": ["head_input"] + (["encoder_features"] if projection_ok else []),
         "exact_arithmetic": True,
         "checked_in_dtype": model_dtype,
@@ -276,7 +275,7 @@ def guarantee_statement(
     }
 
 
-def head_section(model, head: audit.SigmoidHead) -> tuple[dict, dict, dict | None, list[str]]:
+def head_section(model, head: SigmoidHead) -> tuple[dict, dict, dict | None, list[str]]:
     """``(head description, checks, guarantee or None, reasons not certified)`` from the package-loaded model."""
     head_info = {**head.describe(), "encoder_width": int(getattr(model.config, "hidden_size", head.width))}
     if head.kind != "dft":
@@ -303,7 +302,7 @@ def head_section(model, head: audit.SigmoidHead) -> tuple[dict, dict, dict | Non
     return head_info, checks, guarantee, reasons
 
 
-def thresholds_section(head: audit.SigmoidHead) -> tuple[dict[str, Any], str | None]:
+def thresholds_section(head: SigmoidHead) -> tuple[dict[str, Any], str | None]:
     """The ``thresholds`` section (the config's ``logit_thresholds`` and what they do to the guarantee) and the
     reason not to certify, if any: an infinite threshold on a DFT head (:mod:`hf_dft_head.thresholds`).
 
@@ -336,7 +335,7 @@ def thresholds_section(head: audit.SigmoidHead) -> tuple[dict[str, Any], str | N
             "otherwise is lost: the guarantee does not hold for the model as it predicts."
         )
     section = {
-        "logit_thresholds": audit.describe_thresholds(thresholds),
+        "logit_thresholds": describe_thresholds(thresholds),
         "kind": kind,
         "finite": finite,
         "uniform_value": float(thresholds[0]) if kind == "uniform" else None,
@@ -486,7 +485,7 @@ def _recompute(
     ``spec``, the audit. ``code`` is the :func:`code_section`; ``remote_probe`` also runs the checkpoint's own code
     in a separate interpreter (only meaningful when ``code`` passed)."""
     model, tokenizer = load_checkpoint(checkpoint)
-    head = audit.find_sigmoid_head(model)
+    head = find_sigmoid_head(model)
     head_info, checks, guarantee, reasons = head_section(model, head)
     thresholds, thresholds_reason = thresholds_section(head)
     reasons += [thresholds_reason] if thresholds_reason else []
@@ -526,7 +525,7 @@ def _recompute(
             if key in report
         }
         out.sections["verifier"] = report["verifier"]
-        out.sections["figure"] = {"path": FIGURE_NAME, "series": audit.plot_series(report)}
+        out.sections["figure"] = {"path": FIGURE_NAME, "series": plot_series(report)}
         out.figure_report = report
     out.sections["options"] = options.recorded()
     out.sections["reasons"] = reasons
@@ -561,7 +560,7 @@ def certify(
             "reasons_not_certified": reasons,
             **recomputed.sections,
         }
-    audit.write_plot(recomputed.figure_report, checkpoint / FIGURE_NAME)
+    write_plot(recomputed.figure_report, checkpoint / FIGURE_NAME)
     files = bound_files(checkpoint).files  # now with the figure
     certificate = {
         "certificate_format": CERTIFICATE_FORMAT,
@@ -580,7 +579,7 @@ def certify(
 
 def write_certificate(checkpoint: str | os.PathLike, certificate: dict[str, Any]) -> Path:
     """Write ``certificate`` as ``CERTIFICATE_NAME`` in ``checkpoint`` atomically (temp file + ``os.replace``)."""
-    return audit.write_json(certificate, Path(checkpoint) / CERTIFICATE_NAME)
+    return write_json(certificate, Path(checkpoint) / CERTIFICATE_NAME)
 
 
 def read_certificate(checkpoint: str | os.PathLike) -> dict[str, Any]:
@@ -838,7 +837,7 @@ def _compare_figure(checkpoint: Path, report: dict[str, Any]) -> list[str]:
     if not path.is_file():
         return [f"figure {FIGURE_NAME}: missing from the checkpoint"]
     with tempfile.TemporaryDirectory(prefix="hf_dft_figure_") as scratch:
-        redrawn = audit.write_plot(report, Path(scratch) / FIGURE_NAME)
+        redrawn = write_plot(report, Path(scratch) / FIGURE_NAME)
         if sha256_file(redrawn) != sha256_file(path):
             return [
                 f"figure {FIGURE_NAME}: differs from the figure re-drawn from the recomputed audit (it was replaced, "

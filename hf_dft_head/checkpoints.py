@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
@@ -28,6 +30,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from .configuration import DFTConfig
+from .gale import check_label_order
 from .modeling import DFTForMultiLabelClassification
 
 logger = logging.getLogger(__name__)
@@ -108,6 +111,39 @@ def bound_files(folder: str | os.PathLike) -> FileInventory:
 def hash_files(folder: str | os.PathLike, names: list[str]) -> dict[str, str]:
     """``{relative path: sha256}`` of ``names`` in ``folder``."""
     return {name: sha256_file(Path(folder) / name) for name in names}
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; ``None`` when the file is missing, unreadable or not an object."""
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_card_inputs(folder: str | os.PathLike) -> dict[str, dict[str, Any] | None]:
+    """What :func:`hf_dft_head.model_card.render_model_card` renders: ``config`` (``config.json``), ``certificate``
+    (``dft_certificate.json``) and ``training_args`` (``training_args.json``) of a checkpoint folder, as dicts
+    (``None`` where the file is missing or unreadable).
+
+    Raises ``ValueError`` when ``config.json`` is not readable, or when its ``label_order`` is not a permutation of
+    the label ids (:func:`hf_dft_head.gale.check_label_order`): the card lists the labels around the circle by it.
+    """
+    folder = Path(folder)
+    config = _read_json(folder / "config.json")
+    if config is None:
+        raise ValueError(f"{folder} has no readable config.json: is it a checkpoint folder?")
+    if config.get("head_kind") == "dft" and config.get("label_order") is not None:
+        n = int(config.get("num_labels") or len(config.get("id2label") or {}))
+        config = {**config, "label_order": check_label_order(config["label_order"], n).tolist()}
+    return {
+        "config": config,
+        "certificate": _read_json(folder / CERTIFICATE_NAME),
+        "training_args": _read_json(folder / "training_args.json"),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from . import audit, certificate, hub, onnx_export, predict, sharding, thresholds
+from . import audit, audit_report, certificate, hub, onnx_export, predict, sharding, thresholds
 from .checkpoints import CheckpointError, download_checkpoint, looks_like_repo_id
 from .console import configure_output
 from .data import DataArguments, DataSpec, read_training_data_spec
 from .evaluation import evaluate_checkpoint
-from .output_checks import check_writable_file, check_writable_folder
+from .output_checks import check_writable_file, check_writable_folder, write_json
 from .training import TrainingArguments, train
 
 # Exit codes of `hf-dft verify` (0 and 2 are shared by every subcommand).
@@ -35,7 +35,7 @@ class AuditOutputArguments:
     """What ``hf-dft audit`` writes."""
 
     output: str | None = field(
-        default=None, metadata={"help": f"JSON report path (default: ./{audit.AUDIT_REPORT_NAME})"}
+        default=None, metadata={"help": f"JSON report path (default: ./{audit_report.AUDIT_REPORT_NAME})"}
     )
     plot: str | None = field(
         default=None,
@@ -43,7 +43,7 @@ class AuditOutputArguments:
             "nargs": "?",
             "const": "",
             "help": "also write a PNG figure of the argmaxable share by set size, to this path (default: "
-            f"{audit.AUDIT_FIGURE_NAME} next to the report)",
+            f"{audit_report.AUDIT_FIGURE_NAME} next to the report)",
         },
     )
     assume_multi_label: bool = field(
@@ -139,10 +139,10 @@ def run_audit(args: argparse.Namespace) -> int:
     output = _dataclass_from(args, AuditOutputArguments)
     options = _dataclass_from(args, audit.VerifierOptions)
     # Before the LPs: an unwritable report path found only at the end would waste the whole audit.
-    report_path = Path(output.output or audit.AUDIT_REPORT_NAME)
+    report_path = Path(output.output or audit_report.AUDIT_REPORT_NAME)
     check_writable_file(report_path, option="--output")
     if output.plot is not None:
-        check_writable_file(output.plot or report_path.parent / audit.AUDIT_FIGURE_NAME, option="--plot")
+        check_writable_file(output.plot or report_path.parent / audit_report.AUDIT_FIGURE_NAME, option="--plot")
     with sharding.across_launched_processes() as processes:  # under `accelerate launch`: verdicts shared out
         report = audit.audit_checkpoint(
             args.model,
@@ -155,11 +155,11 @@ def run_audit(args: argparse.Namespace) -> int:
         return EXIT_OK  # the main process, which gathered the same report, writes it
     plot_path = None
     if output.plot is not None:
-        plot_path = Path(output.plot or report_path.parent / audit.AUDIT_FIGURE_NAME)
-        report["figure"] = {"path": str(plot_path), "series": audit.plot_series(report)}
-        audit.write_plot(report, plot_path)
-    audit.write_json(report, report_path)
-    print(audit.format_summary(report))
+        plot_path = Path(output.plot or report_path.parent / audit_report.AUDIT_FIGURE_NAME)
+        report["figure"] = {"path": str(plot_path), "series": audit_report.plot_series(report)}
+        audit_report.write_plot(report, plot_path)
+    write_json(report, report_path)
+    print(audit_report.format_summary(report))
     print(f"Report: {report_path}" + (f"; figure: {plot_path}" if plot_path else "") + _shared_over(processes))
     return EXIT_OK
 
@@ -187,7 +187,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     if options.output is not None:
-        audit.write_json(result, Path(options.output))
+        write_json(result, Path(options.output))
     dataset = result["dataset"]
     print(
         f"{args.checkpoint} on {dataset.get('dataset') or dataset.get('data_files')} split={dataset['split']} "

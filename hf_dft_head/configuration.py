@@ -8,7 +8,7 @@ import numpy as np
 from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .gale import check_dft_sizes, check_label_order
+from .gale import check_dft_sizes, check_label_order, dft_width
 
 HEAD_KINDS = ("dft", "bottleneck", "dense")
 POOLINGS = ("cls", "mean")
@@ -157,7 +157,7 @@ class DFTConfig(PretrainedConfig):
     def head_input_width(self) -> int:
         """Width of the space the head decides in: ``2k+1+s`` (DFT), ``r`` (bottleneck) or ``d`` (dense)."""
         if self.head_kind == "dft":
-            return 2 * self.k + 1 + self.slack_dims
+            return dft_width(self.k, self.slack_dims)
         if self.head_kind == "bottleneck":
             return self.bottleneck_dim
         return self.hidden_size
@@ -174,7 +174,7 @@ class DFTConfig(PretrainedConfig):
             check_dft_sizes(n, self.k, self.slack_dims)
             if self.label_order is not None:
                 check_label_order(self.label_order, n)
-            width = 2 * self.k + 1 + self.slack_dims
+            width = self.head_input_width
             if width > self.hidden_size:
                 raise ValueError(
                     f"2k+1+slack_dims = {width} exceeds the encoder hidden size {self.hidden_size}: the projection "

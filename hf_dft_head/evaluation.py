@@ -13,6 +13,7 @@ from typing import Any
 from . import audit
 from .checkpoints import load_checkpoint
 from .data import DataSpec
+from .sigmoid_head import model_label_names
 
 
 def evaluate_checkpoint(
@@ -30,7 +31,7 @@ def evaluate_checkpoint(
     the labels the model does not know) and ``metrics`` (at ``audit.QUALITY_KS``, threshold 0.5).
     """
     model, tokenizer = load_checkpoint(checkpoint, assume_multi_label=assume_multi_label)
-    labels = audit.model_label_names(model.config, int(model.config.num_labels))
+    labels = model_label_names(model.config, int(model.config.num_labels))
     split = audit.load_audit_split(spec, labels)
     predictions = audit.predict_label_sets(
         model,

@@ -10,6 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 
+def dft_width(k: int, slack_dims: int = 0) -> int:
+    """Width of the DFT layer's input, the columns of ``[G | S]``: ``2k + 1 + slack_dims`` (``G`` alone: 2k+1)."""
+    return 2 * int(k) + 1 + int(slack_dims)
+
+
 def check_dft_sizes(num_labels: int, k: int, slack_dims: int = 0) -> None:
     """Raise a ``ValueError`` naming the limit when (n, k, s) cannot form a DFT layer.
 
@@ -23,7 +28,7 @@ def check_dft_sizes(num_labels: int, k: int, slack_dims: int = 0) -> None:
         raise ValueError(f"k (the guaranteed sparsity) must be an integer >= 1, got {k!r}.")
     if not isinstance(slack_dims, (int, np.integer)) or slack_dims < 0:
         raise ValueError(f"slack_dims must be an integer >= 0, got {slack_dims!r}.")
-    width = 2 * k + 1 + slack_dims
+    width = dft_width(k, slack_dims)
     if width > num_labels:
         raise ValueError(
             f"2k+1+slack_dims = {width} exceeds num_labels = {num_labels}: the DFT layer needs at most "
@@ -77,7 +82,7 @@ def gale_matrix(num_labels: int, k: int) -> np.ndarray:
     j = np.arange(n, dtype=np.int64)
     harmonics = np.arange(1, k + 1, dtype=np.int64)
     angles = 2.0 * np.pi * ((j[:, None] * harmonics[None, :]) % n) / n  # (n, k)
-    g = np.empty((n, 2 * k + 1), dtype=np.float64)
+    g = np.empty((n, dft_width(k)), dtype=np.float64)
     g[:, 0] = 1.0 / np.sqrt(n)
     g[:, 1::2] = np.sqrt(2.0 / n) * np.cos(angles)
     g[:, 2::2] = np.sqrt(2.0 / n) * np.sin(angles)

@@ -36,7 +36,7 @@ from huggingface_hub import HfApi, get_token
 from huggingface_hub.errors import HfHubHTTPError
 
 from . import certificate as certificates
-from .checkpoints import CARD_NAME, CERTIFICATE_NAME, bound_files, check_repo_id, sha256_file
+from .checkpoints import CARD_NAME, CERTIFICATE_NAME, bound_files, check_repo_id, read_card_inputs, sha256_file
 from .model_card import render_model_card
 
 logger = logging.getLogger(__name__)
@@ -245,7 +245,8 @@ def push_checkpoint(
                 "Refusing to push: the certificate does not match the checkpoint (stale or tampered); re-run "
                 f"`hf-dft certify` if the change is intended. Nothing was uploaded. Mismatches:\n  {listed}"
             )
-        card = render_model_card(stage, recorded, repo_id=repo_id, audit_verified=recheck_audit, **(card_options or {}))
+        inputs = {**read_card_inputs(stage), "certificate": recorded}
+        card = render_model_card(**inputs, repo_id=repo_id, audit_verified=recheck_audit, **(card_options or {}))
         card.save(stage / CARD_NAME)
         token = resolve_token(token)
         api = HfApi(token=token)

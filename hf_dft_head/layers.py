@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .gale import check_dft_sizes, check_label_order, gale_matrix
+from .gale import check_dft_sizes, check_label_order, dft_width, gale_matrix
 
 DFT_PATHS = ("auto", "fft", "matmul")
 
@@ -41,7 +41,7 @@ def choose_dft_path(num_labels: int, k: int) -> str:
     128 columns the FFT is taken. The FFT is also chosen when the cached G would exceed 256 MB (float32), so
     that the head's small memory is not given back to a cache.
     """
-    width = 2 * k + 1
+    width = dft_width(k)
     cache_bytes = 4 * num_labels * width
     return "fft" if width > 128 or cache_bytes > 256 * 2**20 else "matmul"
 
@@ -115,7 +115,7 @@ class DFTLayer(nn.Module):
     @property
     def in_features(self) -> int:
         """Width of the layer's input: ``2k + 1 + slack_dims``."""
-        return 2 * self.k + 1 + self.slack_dims
+        return dft_width(self.k, self.slack_dims)
 
     @property
     def resolved_path(self) -> str:
@@ -146,7 +146,7 @@ class DFTLayer(nn.Module):
             raise ValueError(
                 f"DFTLayer expects inputs of width 2k+1+slack_dims = {self.in_features}, got {x.shape[-1]}."
             )
-        fixed = x[..., : 2 * self.k + 1]
+        fixed = x[..., : dft_width(self.k)]
         if self.resolved_path == "fft":
             z = dft_synthesis(fixed, self.num_labels)  # (..., n) in circle order
             if self.label_order is not None:
@@ -154,7 +154,7 @@ class DFTLayer(nn.Module):
         else:
             z = fixed @ self.gale(x.device, x.dtype).T
         if self.slack is not None:
-            z = z + x[..., 2 * self.k + 1 :] @ self.slack.to(x.dtype).T
+            z = z + x[..., dft_width(self.k) :] @ self.slack.to(x.dtype).T
         return z
 
     def effective_matrix(self) -> np.ndarray:

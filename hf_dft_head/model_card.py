@@ -7,20 +7,20 @@ when the audit was not re-checked (``audit_verified=False``) the card shows no a
 The text states the guarantee in plain language with its limits,
 shows the audit table and figure, how to load the model (plugin and remote code) and how it was trained (from
 ``training_args.json``, if present). The template is ``hf_dft_head/templates/model_card.md`` (package data).
+
+The card takes the checkpoint's records as dicts (:func:`hf_dft_head.checkpoints.read_card_inputs` reads them from
+a folder and validates the config's ``label_order``) and imports nothing of this package: it renders, it does not
+check.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
-
-from .checkpoints import CERTIFICATE_NAME
-from .gale import check_label_order
 
 QUALITY_PREFIXES = ("p@", "r@", "f1@", "ndcg@")
 QUALITY_NAMES = ("micro_f1", "macro_f1", "exact_match")
@@ -48,16 +48,6 @@ TASK = {"task_type": "text-classification", "task_name": "Multi-label text class
 def template_path() -> Path:
     """Path of the packaged model-card template."""
     return Path(str(resources.files("hf_dft_head") / "templates" / "model_card.md"))
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def quality_metrics(certificate: dict[str, Any] | None) -> list[tuple[str, str, float]]:
@@ -161,32 +151,26 @@ def _base_model_from(config: dict[str, Any], training_args: dict[str, Any] | Non
 
 
 def render_model_card(
-    checkpoint: str | os.PathLike,
+    config: dict[str, Any],
     certificate: dict[str, Any] | None = None,
+    training_args: dict[str, Any] | None = None,
     *,
-    repo_id: str | None = None,
+    repo_id: str,
     base_model: str | None = None,
     datasets: list[str] | None = None,
     license: str | None = None,
     template: str | os.PathLike | None = None,
     audit_verified: bool = True,
 ) -> ModelCard:
-    """The model card of ``checkpoint`` (``certificate`` defaults to its ``dft_certificate.json``).
+    """The model card of a checkpoint from its ``config.json``, certificate and ``training_args.json`` (dicts, the
+    last two ``None`` when absent), as :func:`hf_dft_head.checkpoints.read_card_inputs` returns them.
 
-    ``repo_id`` appears in the loading snippets (default: the folder name). ``base_model``/``datasets``/``license``
-    fill the metadata; ``base_model`` otherwise comes from ``training_args.json`` when it names a Hub id.
-    ``audit_verified=False`` (the audit was not recomputed before rendering): no audit or quality numbers.
+    ``repo_id`` appears in the loading snippets. ``base_model``/``datasets``/``license`` fill the metadata;
+    ``base_model`` otherwise comes from ``training_args`` when it names a Hub id. ``audit_verified=False`` (the
+    audit was not recomputed before rendering): no audit or quality numbers.
     """
-    checkpoint = Path(checkpoint)
-    config = _read_json(checkpoint / "config.json")
-    if config is None:
-        raise ValueError(f"{checkpoint} has no readable config.json: is it a checkpoint folder?")
-    if certificate is None:
-        certificate = _read_json(checkpoint / CERTIFICATE_NAME)
     if certificate is not None and not audit_verified:
         certificate = {key: value for key, value in certificate.items() if key not in ("audit", "verifier", "figure")}
-    training_args = _read_json(checkpoint / "training_args.json")
-    repo_id = repo_id or checkpoint.name
     model_name = repo_id.split("/")[-1]
     base_model = base_model or _base_model_from(config, training_args)
     card_data = build_card_data(
@@ -314,10 +298,10 @@ def _template_values(
     id2label = config.get("id2label") or {}
     names = [str(id2label.get(str(i), id2label.get(i, i))) for i in range(n)]
     if head_kind == "dft" and config.get("label_order") is not None:
-        # label i sits at circle position label_order[i]: list the labels as they sit around the circle
-        positions = check_label_order(config["label_order"], n)
+        # label i sits at circle position label_order[i] (a permutation: read_card_inputs checked it): list the
+        # labels as they sit around the circle
         by_position = [""] * n
-        for label, position in enumerate(positions.tolist()):
+        for label, position in enumerate(config["label_order"]):
             by_position[position] = names[label]
         names = by_position
     return {

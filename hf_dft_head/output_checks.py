@@ -1,19 +1,26 @@
-"""Output locations: refuse one that cannot be written before any long work, and give new files normal modes.
+"""Output files: refuse a location that cannot be written before any long work, then write files atomically.
 
 A command that trains for an hour, or runs thousands of LPs, and only then finds that its output folder is
 read-only (or lies under a regular file) has wasted the hour. The commands call :func:`check_writable_folder` /
 :func:`check_writable_file` first. The check *tries* to create a file there instead of reading permission bits:
 that also covers read-only file systems, ACLs and root (which ignores permission bits but not a read-only mount).
 
-This module imports only the standard library.
+Every output file is written through :func:`atomic_write` (a temporary file in the same folder, then
+``os.replace``), so a kill or a full disk never leaves half a report, certificate or training record; JSON reports go
+through :func:`write_json`. This module imports only the standard library and numpy.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
 
 
 class OutputLocationError(ValueError):
@@ -89,10 +96,63 @@ def new_file_mode(path: str | os.PathLike) -> int:
         return 0o666 & ~umask
 
 
+def atomic_write(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write through a temporary file in the same folder and ``os.replace`` it: never leaves a half file.
+
+    The file gets the mode a plain ``open(path, "w")`` would give it (the old file's, else 0o666 less the umask),
+    not the 0600 of the temporary file: a certificate is meant to be read by others. A file system error becomes
+    an :class:`OutputLocationError` (a ValueError) naming the path.
+    """
+    try:
+        mode = new_file_mode(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = tempfile.NamedTemporaryFile(
+            "wb", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+        )
+    except OSError as error:
+        raise OutputLocationError(
+            f"cannot write {path}: {error.strerror or error}; make its folder writable or write elsewhere."
+        ) from None
+    try:
+        with handle:
+            write(handle)
+        os.chmod(handle.name, mode)
+        os.replace(handle.name, path)
+    except BaseException as error:
+        Path(handle.name).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise OutputLocationError(f"cannot write {path}: {error.strerror or error}.") from None
+        raise
+
+
+def jsonable(value: Any) -> Any:
+    """Numbers, strings, lists and dicts only (numpy scalars converted)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def write_json(data: dict[str, Any], path: str | os.PathLike) -> Path:
+    """Write ``data`` as indented JSON atomically (temp file + ``os.replace``)."""
+    text = json.dumps(jsonable(data), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    path = Path(path)
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+    return path
+
+
 __all__ = [
     "OutputLocationError",
+    "atomic_write",
     "check_removable_tree",
     "check_writable_file",
     "check_writable_folder",
+    "jsonable",
     "new_file_mode",
+    "write_json",
 ]

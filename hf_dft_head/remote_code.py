@@ -36,6 +36,7 @@ from .checkpoints import (
     remote_code_files,
     sha256_file,
 )
+from .version import __version__
 
 #: Relative error of the checkpoint's float64 head against the package's numpy reference.
 FLOAT64_TOLERANCE = 1e-9
@@ -73,8 +74,6 @@ def check_code_files(folder: str | os.PathLike, files: list[str]) -> tuple[dict[
     modules (:func:`hf_dft_head.checkpoints.remote_code_files`), at the top level, byte-identical to the installed
     file; every one of those modules must be present (a DFT checkpoint without them cannot load without the plugin).
     """
-    from . import __version__  # the package's own version; the package is fully imported by now
-
     folder = Path(folder)
     expected = remote_code_files()
     shipped = sorted(name for name in files if name.endswith(".py"))

@@ -46,11 +46,13 @@ import numpy as np
 import torch
 
 from . import audit
+from .audit_report import AUDIT_FIGURE_NAME
 from .checkpoints import CERTIFICATE_NAME, bound_files, load_checkpoint
 from .data import DataSpec
 from .metrics.quality import f1_from_counts, multi_hot_from_label_ids
-from .output_checks import OutputLocationError, check_writable_folder
+from .output_checks import OutputLocationError, check_writable_folder, write_json
 from .prediction import decision_thresholds
+from .sigmoid_head import find_sigmoid_head, model_label_names
 from .version import __version__
 
 logger = logging.getLogger(__name__)
@@ -762,7 +764,7 @@ def tune_checkpoint(
     model, tokenizer = load_checkpoint(checkpoint, assume_multi_label=options.assume_multi_label)
     if options.keep_guarantee:
         input_bias(model)  # a head without one fails before the logits are computed
-    labels = audit.model_label_names(model.config, int(model.config.num_labels))
+    labels = model_label_names(model.config, int(model.config.num_labels))
     try:
         split = audit.load_audit_split(spec, labels)
     except ValueError as error:
@@ -798,7 +800,7 @@ def tune_checkpoint(
     }
     if options.keep_guarantee:
         bias = input_bias(model)
-        weight = audit.find_sigmoid_head(model, assume_multi_label=options.assume_multi_label).weight
+        weight = find_sigmoid_head(model, assume_multi_label=options.assume_multi_label).weight
         shift, offset = column_space_shift_stream(weight, tuned.thresholds, batches, options.metric)
         realised = weight @ shift
         with torch.no_grad():
@@ -841,7 +843,7 @@ def _write_checkpoint(checkpoint: Path, output: Path, model, record: dict[str, A
                     "checkpoint with save_pretrained first, so that the tuned weights replace the old ones."
                 )
             changed += written + [p.name for p in fresh.iterdir() if p.name.endswith(".index.json")]
-        audit.write_json(record, fresh / THRESHOLDS_RECORD)
+        write_json(record, fresh / THRESHOLDS_RECORD)
         changed.append(THRESHOLDS_RECORD)
         if output == checkpoint:
             for name in changed:
@@ -849,7 +851,7 @@ def _write_checkpoint(checkpoint: Path, output: Path, model, record: dict[str, A
             return
         copy = staging / "copy"
         for name in bound_files(checkpoint).files:
-            if name in changed or name == audit.AUDIT_FIGURE_NAME:
+            if name in changed or name == AUDIT_FIGURE_NAME:
                 continue
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(checkpoint / name, copy / name)

@@ -56,7 +56,7 @@ from .label_order import label_order, order_statistics
 from .layers import DFTHead
 from .metrics.quality import QualityAccumulator, multilabel_quality_report, threshold_predictions, top_k_label_ids
 from .modeling import DFTForMultiLabelClassification
-from .output_checks import check_removable_tree, check_writable_folder
+from .output_checks import atomic_write, check_removable_tree, check_writable_folder
 
 logger = logging.getLogger(__name__)
 
@@ -500,10 +500,9 @@ class TrainerState:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON through a temporary file and ``os.replace``, so a kill never leaves half a file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_json_default))
-    os.replace(tmp, path)
+    """Write the run's JSON records (sorted keys) through :func:`~hf_dft_head.output_checks.atomic_write`."""
+    text = json.dumps(payload, indent=2, sort_keys=True, default=_json_default)
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
 def _json_default(value: Any) -> Any:

@@ -11,9 +11,10 @@ import pytest
 import torch
 from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-from hf_dft_head import audit
+from hf_dft_head import audit, audit_report
 from hf_dft_head.checkpoints import load_checkpoint
 from hf_dft_head.cli import main as cli_main
+from hf_dft_head.sigmoid_head import find_sigmoid_head
 
 LABELS = ["water", "food", "shelter", "medical", "search", "security", "money", "ghost"]
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "need", "help", "flood", "fire", "the", "now", "please"]
@@ -83,7 +84,7 @@ def stock_checkpoint(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_find_sigmoid_head_of_stock_bert_uses_the_exact_tanh_box(stock_checkpoint) -> None:
     model, _ = load_checkpoint(stock_checkpoint[0])
-    head = audit.find_sigmoid_head(model)
+    head = find_sigmoid_head(model)
     assert head.kind == "stock" and head.box == 1.0 and "tanh" in head.space
     np.testing.assert_array_equal(head.weight, model.classifier.weight.detach().double().numpy())
     assert head.bias[GHOST] == -2.0 and head.label_names == LABELS
@@ -114,16 +115,16 @@ def test_audit_flags_exactly_the_known_unargmaxable_sets(stock_checkpoint) -> No
 
 def test_the_tanh_bound_matters_ghost_sets_are_reachable_only_without_it(stock_checkpoint) -> None:
     model, _ = load_checkpoint(stock_checkpoint[0])
-    head = audit.find_sigmoid_head(model)
+    head = find_sigmoid_head(model)
     sets = [(GHOST,), (A, GHOST), (A, C)]
     bounded, settings = audit.verify_sets(head, sets, progress=False)
     assert settings["box"] == 1.0 and "always-on rows" in settings["feature_bound"]
-    assert [r.verdict for r in bounded] == ["unargmaxable", "unargmaxable", "unargmaxable"]
+    assert [r.status for r in bounded] == ["unargmaxable", "unargmaxable", "unargmaxable"]
     # Without the tanh bound (the engine's plain box), w . x can exceed 2: the ghost turns on.
     # (A, C) without food stays impossible everywhere.
-    unbounded, settings = audit.verify_sets(head, sets, box=10.0, progress=False)
+    unbounded, settings = audit.verify_sets(head, sets, audit.VerifierOptions(box=10.0), progress=False)
     assert settings["box"] == 10.0 and settings["feature_bound"] is None
-    assert [r.verdict for r in unbounded] == ["argmaxable", "argmaxable", "unargmaxable"]
+    assert [r.status for r in unbounded] == ["argmaxable", "argmaxable", "unargmaxable"]
 
 
 def test_cli_writes_report_plot_and_summary_with_label_names(stock_checkpoint, tmp_path, capsys) -> None:
@@ -143,7 +144,7 @@ def test_cli_writes_report_plot_and_summary_with_label_names(stock_checkpoint, t
     nested = tmp_path / "nested" / "report.json"
     nested.parent.mkdir()
     assert cli_main(["audit", str(folder), "--dataset", str(data), "--output", str(nested), "--plot", "--quiet"]) == 0
-    assert (nested.parent / audit.AUDIT_FIGURE_NAME).read_bytes()[:4] == b"\x89PNG"
+    assert (nested.parent / audit_report.AUDIT_FIGURE_NAME).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_single_label_regression_and_unset_problem_type_are_refused(tmp_path, capsys) -> None:
@@ -154,12 +155,12 @@ def test_single_label_regression_and_unset_problem_type_are_refused(tmp_path, ca
     with pytest.raises(ValueError, match="no problem_type"):
         load_checkpoint(unset)
     model, _ = load_checkpoint(unset, assume_multi_label=True)
-    assert audit.find_sigmoid_head(model, assume_multi_label=True).num_labels == len(LABELS)
+    assert find_sigmoid_head(model, assume_multi_label=True).num_labels == len(LABELS)
     regression = BertForSequenceClassification(
         BertConfig(vocab_size=12, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_labels=1)
     )
     with pytest.raises(ValueError, match="regression"):
-        audit.find_sigmoid_head(regression)
+        find_sigmoid_head(regression)
 
     arguments = [str(single), "--dataset", "unused.jsonl", "--output", str(tmp_path / "r.json"), "--quiet"]
     assert cli_main(["audit", *arguments]) == 2

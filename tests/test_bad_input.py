@@ -26,7 +26,7 @@ import torch
 from conftest import REPO_ROOT
 from transformers import AutoModel, BertConfig, BertModel, BertTokenizerFast
 
-from hf_dft_head import DFTForMultiLabelClassification, audit, training
+from hf_dft_head import DFTForMultiLabelClassification, audit, output_checks, training
 from hf_dft_head.cli import main as cli_main
 from hf_dft_head.data import DataFileError, load_multilabel_dataset
 
@@ -597,7 +597,7 @@ def test_freeze_encoder_survives_from_pretrained_and_trainer_leaves_the_encoder_
 def test_written_reports_get_the_mode_a_plain_write_would(tmp_path, umask):
     old = os.umask(umask)
     try:
-        fresh = audit.write_json({"a": 1}, tmp_path / "fresh.json")
+        fresh = output_checks.write_json({"a": 1}, tmp_path / "fresh.json")
         with open(tmp_path / "plain.json", "w") as handle:  # the independent reference: a plain write
             handle.write("{}")
     finally:
@@ -608,7 +608,7 @@ def test_written_reports_get_the_mode_a_plain_write_would(tmp_path, umask):
     existing = tmp_path / "existing.json"
     existing.write_text("{}")
     existing.chmod(0o640)
-    audit.write_json({"b": 2}, existing)  # replacing a file keeps its mode, as open(path, "w") would
+    output_checks.write_json({"b": 2}, existing)  # replacing a file keeps its mode, as open(path, "w") would
     assert stat.S_IMODE(existing.stat().st_mode) == 0o640 and json.loads(existing.read_text()) == {"b": 2}
     assert not list(tmp_path.glob(".*.tmp"))
 

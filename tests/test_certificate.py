@@ -189,13 +189,14 @@ def test_gale_check_catches_a_wrong_layer(certified, monkeypatch) -> None:
 
 
 def test_model_card_carries_metadata_quality_and_argmaxability(certified, tmp_path) -> None:
+    from hf_dft_head.checkpoints import read_card_inputs
     from hf_dft_head.model_card import render_model_card
 
     folder = Path(shutil.copytree(certified[0], tmp_path / "copy"))
     # Numbers a training run merely reports are not recomputed by verify, so the card must not show them.
     (folder / "eval_results.json").write_text(json.dumps({"validation": {"p@1": 0.6161}, "test": {"f1@5": 0.4242}}))
     (folder / "training_args.json").write_text(json.dumps({"encoder": "org/encoder", "k": K, "epochs": 3}))
-    card = render_model_card(folder, repo_id="alice/tiny", license="apache-2.0")
+    card = render_model_card(**read_card_inputs(folder), repo_id="alice/tiny", license="apache-2.0")
     data = card.data.to_dict()
     assert data["library_name"] == "transformers" and data["pipeline_tag"] == "text-classification"
     assert data["base_model"] == "org/encoder" and "argmaxability-certified" in data["tags"]
@@ -212,7 +213,7 @@ def test_model_card_carries_metadata_quality_and_argmaxability(certified, tmp_pa
     assert "| epochs | 3 |" in text
 
     # Rendered without re-checking the audit: no audit or quality number at all.
-    unchecked = render_model_card(folder, repo_id="alice/tiny", audit_verified=False)
+    unchecked = render_model_card(**read_card_inputs(folder), repo_id="alice/tiny", audit_verified=False)
     assert not unchecked.data.eval_results
     assert "Not shown: this card was rendered without re-checking" in str(unchecked)
     assert f"{quality['p@1']:.4f}" not in str(unchecked) and "| gold |" not in str(unchecked)

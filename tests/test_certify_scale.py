@@ -18,7 +18,8 @@ import hf_dft_head.argmax.lp as lp
 import hf_dft_head.argmax.verify as engine
 from hf_dft_head import audit
 from hf_dft_head.argmax import verify_label_sets
-from hf_dft_head.audit import SigmoidHead, VerifierOptions
+from hf_dft_head.argmax.summary import summarise_audit_verdicts
+from hf_dft_head.audit import VerifierOptions
 from hf_dft_head.gale import gale_matrix
 from hf_dft_head.metrics.quality import (
     QualityAccumulator,
@@ -28,6 +29,7 @@ from hf_dft_head.metrics.quality import (
     multi_hot_from_label_ids,
     multilabel_quality_report,
 )
+from hf_dft_head.sigmoid_head import SigmoidHead
 
 DATA = Path(__file__).parent / "data"
 
@@ -75,7 +77,7 @@ def test_rule_path_equals_the_per_set_lp_and_computes_every_radius_when_cheap(sm
     results, settings = audit.verify_sets(head, sets, progress=False)
     expected = ["argmaxable" if changes_on_circle(s, head.label_order, 60) <= 4 else "unargmaxable" for s in sets]
     assert 5 < expected.count("unargmaxable") < len(sets) - 5
-    assert [r.verdict for r in results] == [v.status for v in reference] == expected
+    assert [r.status for r in results] == [v.status for v in reference] == expected
     # The old path's radii exactly (the same LP on the same set), and its epsilon decisions.
     assert [r.radius for r in results] == [v.radius for v in reference]
     assert [r.epsilon_argmaxable for r in results] == [v.epsilon_argmaxable for v in reference]
@@ -88,15 +90,15 @@ def test_rule_path_equals_the_per_set_lp_and_computes_every_radius_when_cheap(sm
 
 def test_radius_sample_is_seeded_stated_and_equals_the_per_set_lp(small_case) -> None:
     head, sets, reference = small_case
-    results, settings = audit.verify_sets(head, sets, radius_sample=5, radius_seed=3, progress=False)
-    assert [r.verdict for r in results] == [v.status for v in reference]
+    results, settings = audit.verify_sets(head, sets, VerifierOptions(radius_sample=5, radius_seed=3), progress=False)
+    assert [r.status for r in results] == [v.status for v in reference]
     population = [i for i, v in enumerate(reference) if v.status == "argmaxable"]
     chosen = sorted(population[j] for j in np.random.default_rng(3).choice(len(population), 5, replace=False))
-    computed = [i for i, r in enumerate(results) if r.epsilon_argmaxable is not None and r.verdict == "argmaxable"]
+    computed = [i for i, r in enumerate(results) if r.epsilon_argmaxable is not None and r.status == "argmaxable"]
     assert computed == chosen
     for i in chosen:
         assert results[i].radius == reference[i].radius and results[i].radius > 0
-    assert all(np.isnan(results[i].radius) for i in population if i not in chosen)
+    assert all(results[i].radius is None for i in population if i not in chosen)
     radius = settings["radius"]
     assert radius == {
         **radius,
@@ -108,14 +110,14 @@ def test_radius_sample_is_seeded_stated_and_equals_the_per_set_lp(small_case) ->
         "sampled_sets_sha256": audit._sets_digest([sets[i] for i in chosen]),
     }
     # Same seed, same sample; another seed, another one; 0, none.
-    assert audit.verify_sets(head, sets, radius_sample=5, radius_seed=3, progress=False)[1] == settings
-    other = audit.verify_sets(head, sets, radius_sample=5, radius_seed=4, progress=False)[1]["radius"]
+    assert audit.verify_sets(head, sets, VerifierOptions(radius_sample=5, radius_seed=3), progress=False)[1] == settings
+    other = audit.verify_sets(head, sets, VerifierOptions(radius_sample=5, radius_seed=4), progress=False)[1]["radius"]
     assert other["sampled_sets_sha256"] != radius["sampled_sets_sha256"]
-    none = audit.verify_sets(head, sets, radius_sample=0, progress=False)
+    none = audit.verify_sets(head, sets, VerifierOptions(radius_sample=0), progress=False)
     assert none[1]["radius"]["computed_for"] == "none"
-    assert all(r.epsilon_argmaxable is None for r in none[0] if r.verdict == "argmaxable")
+    assert all(r.epsilon_argmaxable is None for r in none[0] if r.status == "argmaxable")
     # The summary says how many radii stand behind the epsilon figures.
-    gold = audit.summarise_results(results, {s: 1 for s in sets}, label_names=[str(i) for i in range(60)], k=2)
+    gold = summarise_audit_verdicts(results, {s: 1 for s in sets}, label_names=[str(i) for i in range(60)], k=2)
     assert gold["radius_computed"] == sum(row["radius_computed"] for row in gold["by_size"]) == 5
     assert gold["epsilon_argmaxable_share"] is None  # not every argmaxable set has a radius
 
@@ -146,10 +148,10 @@ def test_rule_decides_a_200k_label_head_without_an_lp_per_set() -> None:
             sets.append(tuple(sorted(generator.choice(n, size=int(size), replace=False).tolist())))
     sets = sorted(set(sets), key=lambda s: (len(s), s))
     start = time.perf_counter()
-    results, settings = audit.verify_sets(head, sets, radius_sample=0, progress=False)
+    results, settings = audit.verify_sets(head, sets, VerifierOptions(radius_sample=0), progress=False)
     seconds = time.perf_counter() - start
     expected = ["argmaxable" if changes_on_circle(s, head.label_order, n) <= 2 * k else "unargmaxable" for s in sets]
-    assert [r.verdict for r in results] == expected
+    assert [r.status for r in results] == expected
     assert 20 < expected.count("unargmaxable") < len(sets) - 20
     assert {r.method for r in results} == {"rule"} and settings["radius"]["computed_for"] == "none"
     assert seconds < 15.0, seconds  # ~1 s here; one LP per set would take ~3 s per set
@@ -204,14 +206,14 @@ def test_results_do_not_depend_on_the_default_workers() -> None:
     head = SigmoidHead(generator.normal(size=(30, 6)), generator.normal(-0.5, 0.2, 30), "dense", "x")
     sets = random_sets(30, 12, 4, seed=12)
     parallel = audit.verify_sets(head, sets, progress=False)  # workers=None: every available core
-    serial = audit.verify_sets(head, sets, workers=1, progress=False)
+    serial = audit.verify_sets(head, sets, VerifierOptions(workers=1), progress=False)
     assert audit.resolve_workers(None, head) == audit.available_cores()
     assert parallel[1] == serial[1] and parallel[1]["radius"]["computed_for"] == "all"
-    assert [(r.verdict, r.epsilon_argmaxable, r.method) for r in parallel[0]] == [
-        (r.verdict, r.epsilon_argmaxable, r.method) for r in serial[0]
+    assert [(r.status, r.epsilon_argmaxable, r.method) for r in parallel[0]] == [
+        (r.status, r.epsilon_argmaxable, r.method) for r in serial[0]
     ]
     assert np.array_equal([r.radius for r in parallel[0]], [r.radius for r in serial[0]], equal_nan=True)
-    assert {r.verdict for r in serial[0]} == {"argmaxable", "unargmaxable"}
+    assert {r.status for r in serial[0]} == {"argmaxable", "unargmaxable"}
 
 
 # ------------------------------------------------------------------------------------------- the engine's bounds

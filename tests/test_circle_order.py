@@ -19,7 +19,7 @@ from test_layers import chebyshev_radius, explicit_gale
 from hf_dft_head import DFTForMultiLabelClassification, certificate
 from hf_dft_head.argmax import verify_label_sets
 from hf_dft_head.audit import dataset_spec
-from hf_dft_head.checkpoints import sha256_file
+from hf_dft_head.checkpoints import read_card_inputs, sha256_file
 from hf_dft_head.gale import gale_matrix
 from hf_dft_head.layers import DFTHead, DFTLayer
 from hf_dft_head.model_card import render_model_card
@@ -181,7 +181,7 @@ def test_certificate_states_the_order_and_verify_recomputes_it(tmp_path):
     assert gold["unargmaxable"] == sum(changes_on_circle(s) > 2 * k for s in distinct) > 0
     assert certificate.verify_checkpoint(folder, progress=False).outcome == "verified"
     # The model card lists the labels as they sit around the circle (label i at position order[i]).
-    card = str(render_model_card(folder, repo_id="user/ordered"))
+    card = str(render_model_card(**read_card_inputs(folder), repo_id="user/ordered"))
     around = [config["id2label"][str(label)] for label in np.argsort(order)]
     assert f"in circle order): {', '.join(around)}" in card
 

@@ -20,9 +20,10 @@ from transformers import AutoConfig, BertConfig, BertForSequenceClassification, 
 from hf_dft_head import DFTForMultiLabelClassification, audit, certificate, cli
 from hf_dft_head import thresholds as thresholds_module
 from hf_dft_head.audit import dataset_spec
-from hf_dft_head.checkpoints import load_checkpoint
+from hf_dft_head.checkpoints import load_checkpoint, read_card_inputs
 from hf_dft_head.metrics.quality import macro_f1, micro_f1, multi_hot_from_label_ids
 from hf_dft_head.model_card import render_model_card
+from hf_dft_head.sigmoid_head import find_sigmoid_head
 from hf_dft_head.thresholds import (
     EDGE_MARGIN,
     THRESHOLDS_RECORD,
@@ -392,7 +393,7 @@ def test_a_stock_classifier_gets_thresholds_too(tmp_path, data, capsys) -> None:
     model, _ = load_checkpoint(tuned)
     assert type(model).__name__ == "BertForSequenceClassification"
     assert model.config.logit_thresholds == record["tuned_logit_thresholds"]
-    head = audit.find_sigmoid_head(model)
+    head = find_sigmoid_head(model)
     assert head.kind == "stock" and head.thresholds_kind == "per_label" and not head.rule_applies
     weight, bias = head.decision_head()
     assert np.array_equal(bias, head.bias - np.asarray(record["tuned_logit_thresholds"]))
@@ -444,26 +445,26 @@ def thresholded(tmp_path_factory) -> dict:
 
 def test_a_thresholded_dft_head_is_decided_by_lp_and_agrees_with_an_independent_lp(thresholded) -> None:
     model, _ = load_checkpoint(thresholded["finite"])
-    head = audit.find_sigmoid_head(model)
+    head = find_sigmoid_head(model)
     assert head.thresholds_kind == "per_label" and not head.rule_applies
     results, settings = audit.verify_sets(head, GOLD_SETS, progress=False)
     assert settings["dft_max_abs_error"] is None  # no DFT claim: nothing was decided by the rule
     assert all(result.method != "rule" for result in results)
     weight, bias = head.weight, head.bias - head.logit_thresholds
     for result in results:
-        free = lp_radius(weight, bias, result.label_set, box=None)
-        assert result.verdict == ("argmaxable" if free > 1e-9 else "unargmaxable"), result.label_set
-        if result.verdict == "argmaxable":
-            in_box = lp_radius(weight, bias, result.label_set, box=settings["box"])
+        free = lp_radius(weight, bias, result.labels, box=None)
+        assert result.status == ("argmaxable" if free > 1e-9 else "unargmaxable"), result.labels
+        if result.status == "argmaxable":
+            in_box = lp_radius(weight, bias, result.labels, box=settings["box"])
             assert result.epsilon_argmaxable == (in_box >= settings["epsilon"] * settings["box"] * (1 - 1e-6))
-    verdicts = {result.label_set: result for result in results}
+    verdicts = {result.labels: result for result in results}
     # Thresholds lose no set of the raw head (it is linear in x: scale a witness), but label 11's threshold puts
     # its sets far outside the box, and they make a set beyond the rule outputtable (x = 0 gives the even labels).
-    assert verdicts[(11,)].verdict == "argmaxable" and not verdicts[(11,)].epsilon_argmaxable
+    assert verdicts[(11,)].status == "argmaxable" and not verdicts[(11,)].epsilon_argmaxable
     assert lp_radius(weight, bias, (11,), box=settings["box"]) <= 0 < lp_radius(weight, bias, (11,), box=None)
-    assert verdicts[EVENS].verdict == "argmaxable"
+    assert verdicts[EVENS].status == "argmaxable"
     raw = audit.verify_sets(dataclasses.replace(head, logit_thresholds=None), [EVENS], progress=False)[0]
-    assert raw[0].verdict == "unargmaxable"  # the raw head cannot (12 sign changes > 2k)
+    assert raw[0].status == "unargmaxable"  # the raw head cannot (12 sign changes > 2k)
 
 
 @pytest.mark.slow  # certifies (a child process runs the checkpoint's own code)
@@ -479,7 +480,7 @@ def test_the_certificate_of_finite_thresholds_keeps_the_guarantee_and_verifies(t
     result = certificate.verify_checkpoint(folder, progress=False)
     assert result.outcome == certificate.VERIFIED, result.summary()
     # The card push renders tells a user that sigmoid > 0.5 is not how this model decides.
-    card = str(render_model_card(folder, repo_id="alice/tuned"))
+    card = str(render_model_card(**read_card_inputs(folder), repo_id="alice/tuned"))
     assert "config.logit_thresholds[i]" in card and "threshold (`logit_thresholds`)" in card
 
 
@@ -488,9 +489,9 @@ def test_infinite_thresholds_lose_sets_and_are_not_certified(thresholded) -> Non
     """+inf never predicts label 11: {11} and {3, 11}, which the raw head outputs (<= k labels), are lost."""
     folder = thresholded["infinite"]
     model, _ = load_checkpoint(folder)
-    head = audit.find_sigmoid_head(model)
+    head = find_sigmoid_head(model)
     raw = audit.verify_sets(dataclasses.replace(head, logit_thresholds=None), [(11,), (3, 11)], progress=False)[0]
-    assert [r.verdict for r in raw] == ["argmaxable", "argmaxable"]
+    assert [r.status for r in raw] == ["argmaxable", "argmaxable"]
     written = certificate.certify(folder, dataset_spec(str(thresholded["gold"]), "test"), progress=False)
     assert written["status"] == "not_certified"
     lost = written["audit"]["thresholds"]

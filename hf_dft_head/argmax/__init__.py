@@ -22,7 +22,7 @@ from .rule import (
     dft_rule_certificate,
     rule_argmaxable,
 )
-from .summary import summarize_verdicts
+from .summary import summarise_audit_verdicts, summarize_verdicts
 from .verify import (
     ARGMAXABLE,
     UNARGMAXABLE,
@@ -63,6 +63,7 @@ __all__ = [
     "prepare_head",
     "rule_argmaxable",
     "signs_from_labels",
+    "summarise_audit_verdicts",
     "summarize_verdicts",
     "verify_label_sets",
     "verify_signs",

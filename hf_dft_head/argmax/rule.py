@@ -23,7 +23,7 @@ from math import comb
 
 import numpy as np
 
-from ..gale import gale_matrix
+from ..gale import dft_width, gale_matrix
 from .label_sets import LabelSets
 
 
@@ -170,7 +170,7 @@ def dft_rule_certificate(
         inverse = np.empty(num_labels, dtype=np.int64)
         inverse[label_order] = np.arange(num_labels)
         rows = inverse[pos]
-    width = 2 * k + 1
+    width = dft_width(k)
     g = gale_matrix(num_labels, k)[pos] if weight is None else np.asarray(weight, dtype=np.float64)[rows, :width]
     _, _, vt = np.linalg.svd(g.T)
     dependency = vt[-1]  # g.T @ dependency == 0 up to rounding (g.T is (2k+1, 2k+2))

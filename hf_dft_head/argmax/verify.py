@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..gale import check_label_order, gale_matrix
+from ..gale import check_label_order, dft_width, gale_matrix
 from .exact import prove_box_empty, prove_farkas
 from .label_sets import as_label_sets, signs_from_labels
 from .lp import (
@@ -188,6 +188,10 @@ def prepare_head(weight, bias=None, *, dft_k: int | None = None, label_order=Non
         dft_k: claim that ``weight[:, :2k+1]`` equals ``G(n, k)`` (rows permuted by
             ``label_order``), checked against :func:`hf_dft_head.gale.gale_matrix` bit for bit (as
             ``DFTHead.effective_head()`` returns it): the sign-change rule is a theorem about ``G`` only.
+            This guards matrices a caller builds (a float32-rounded or permuted ``G`` is refused). It does not
+            check a model's layer: ``effective_head()`` is itself ``gale_matrix(n, k)[label_order]``, so for
+            the package's own heads the comparison holds by construction. That the layer's forward pass computes
+            ``G`` is checked by probing it (:func:`hf_dft_head.certificate.check_dft_layer`).
         label_order: ``(n,)`` position on the circle of each label; only with ``dft_k``.
         dft_atol: largest deviation from ``G`` (and spread of the bias) accepted for a head that is not
             ``G`` bit for bit, e.g. float32-rounded ``G`` (~1e-9); such a head is decided by the LP alone
@@ -221,7 +225,7 @@ def prepare_head(weight, bias=None, *, dft_k: int | None = None, label_order=Non
         return head
     if not isinstance(dft_k, (int, np.integer)) or dft_k < 1:
         raise ValueError(f"dft_k must be an integer >= 1, got {dft_k!r}.")
-    width = 2 * int(dft_k) + 1
+    width = dft_width(dft_k)
     if width > m or width > n:
         raise ValueError(f"dft_k={dft_k} needs 2k+1 = {width} <= dim {m} and <= num_labels {n}.")
     order = None if label_order is None else check_label_order(label_order, n)

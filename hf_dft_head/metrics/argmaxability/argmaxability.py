@@ -36,7 +36,7 @@ Args:
         config "multi_hot": one row of n 0/1 values per example.
     references: the gold label sets, in the same form.
     model: a loaded multi-label sigmoid model (ours, or a stock AutoModelForSequenceClassification): its head
-        gives weight, bias, dft_k and dtype (see hf_dft_head.audit.find_sigmoid_head). Or pass weight/bias:
+        gives weight, bias, dft_k and dtype (see hf_dft_head.sigmoid_head.find_sigmoid_head). Or pass weight/bias:
     weight: (n, m) effective head matrix (numpy array or tensor), when no model is given.
     bias: (n,) head bias, or None.
     dft_k: the first 2k+1 columns of weight are the Gale matrix G(n, k) (checked): use the exact rule.
@@ -128,7 +128,7 @@ class Argmaxability(evaluate.Metric):
             if weight is not None:
                 raise ValueError("pass either model= or weight=/bias=, not both.")
             # Imported here: only callers that pass a transformers model pay for the transformers import.
-            from hf_dft_head.audit import find_sigmoid_head
+            from hf_dft_head.sigmoid_head import find_sigmoid_head
 
             head = find_sigmoid_head(model)
             weight, bias, dtype = head.weight, head.bias, head.model_dtype
