@@ -30,6 +30,7 @@ FLOORS: list[tuple[str, set[str]]] = [
             "argmax.rule",
             "argmax.verify",
             "argmax.summary",
+            "argmax.radii",
             "argmax",
             "metrics.quality",
             "metrics",
@@ -42,7 +43,15 @@ FLOORS: list[tuple[str, set[str]]] = [
     ),
     (
         "checkpoint: loading a checkpoint, its bound files, its sigmoid head, its code; data; launched processes",
-        {"checkpoints", "sigmoid_head", "pipeline", "remote_code", "data", "sharding"},
+        {
+            "checkpoints",
+            "sigmoid_head",
+            "pipeline",
+            "remote_code",
+            "sharding",
+            "data",
+            *(f"data.{job}" for job in ("formats", "sources", "loading", "statistics", "collate", "bundled", "spec")),
+        },
     ),
     (
         "metrics loaded by evaluate.load (absolute imports of the installed package)",
