@@ -150,6 +150,12 @@ class TrainingArguments(data_lib.DataArguments):
         None, "dropout on the pooled features before the head (default: 0 with --freeze-encoder, else 0.1)"
     )
     dft_path: Literal["auto", "fft", "matmul"] = _option("auto", "how G x is computed: auto, fft or matmul")
+    chunked_loss: Literal["auto", "yes", "no"] = _option(
+        "auto",
+        "DFT head: compute the training loss block by block over the labels, never making the (batch, n) logits "
+        "(same loss to float rounding; measured at n = 1M: 0.6x the time, a hundredth of the step memory): auto "
+        "(when n > 8192, where it was measured faster), yes or no",
+    )
     freeze_encoder: bool = _option(
         False, "train the head only, on encoder features computed once and cached (the practical mode on CPU)"
     )
@@ -267,6 +273,8 @@ def check_arguments(args: TrainingArguments) -> None:
         raise ValueError(f"--pooling must be one of {', '.join(POOLINGS)}, got {args.pooling!r}.")
     if args.dft_path not in DFT_PATH_CHOICES:
         raise ValueError(f"--dft-path must be one of {', '.join(DFT_PATH_CHOICES)}, got {args.dft_path!r}.")
+    if args.chunked_loss not in ("auto", "yes", "no"):
+        raise ValueError(f"--chunked-loss must be auto, yes or no, got {args.chunked_loss!r}.")
     args.check()
     if args.pos_weight not in ("none", "auto") and not Path(args.pos_weight).is_file():
         raise ValueError(f"--pos-weight must be none, auto or a JSON file, got {args.pos_weight!r} (no such file).")
@@ -757,6 +765,7 @@ def _train(args: TrainingArguments) -> dict[str, Any]:
         pooling=args.pooling,
         classifier_dropout=args.dropout,
         dft_path=args.dft_path,
+        chunked_loss={"auto": None, "yes": True, "no": False}[args.chunked_loss],
         freeze_encoder=args.freeze_encoder,
         label_order=positions.tolist() if positions is not None else None,
         label_order_method=args.label_order if args.head == "dft" else None,
@@ -892,11 +901,8 @@ def _train(args: TrainingArguments) -> dict[str, Any]:
         for batch in batches:
             batch.pop(INDEX_COLUMN, None)
             with accelerator.accumulate(model):
-                labels = batch.pop("labels")
-                logits = model(**batch).logits
-                loss = nn.functional.binary_cross_entropy_with_logits(
-                    logits, labels.to(logits.dtype), pos_weight=pos_weight
-                )
+                # The model's own loss: with a large DFT head it is chunked and never makes the (B, n) logits.
+                loss = model(**batch, pos_weight=pos_weight).loss
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and args.max_grad_norm:
                     clipped = model.parameters() if legacy_loop else clip_parameters
