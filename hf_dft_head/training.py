@@ -26,6 +26,7 @@ values it replaced are then logged to ``log.jsonl``. A resume whose data gives o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import accelerate.optimizer
 import datasets
 import numpy as np
 import torch
@@ -89,6 +91,13 @@ ROW_LOADER_ENV = "HF_DFT_DEBUG_ROW_LOADER"
 #: default 2 threads and 101 on 1 (42 vs 11 with one more busy process). 2**24 is a step of a few milliseconds on
 #: one core, about where splitting the head's matmuls over threads can start to pay (a judgement, not measured).
 ONE_THREAD_MAX_MULTIPLY_ADDS = 2**24
+
+
+# Accelerate's AcceleratedOptimizer.step asks importlib twice per step whether the `lomo_optim` package is installed
+# (a find_spec over sys.path and a metadata read, ~70 us: 5% of a small head's step on one thread). The installed
+# packages do not change during a run, so the answer is kept. A no-op if Accelerate no longer has that function.
+if callable(getattr(accelerate.optimizer, "is_lomo_available", None)):
+    accelerate.optimizer.is_lomo_available = functools.cache(accelerate.optimizer.is_lomo_available)
 
 
 def bundled_encoder_path() -> str:
@@ -818,7 +827,10 @@ def _train(args: TrainingArguments) -> dict[str, Any]:
     groups = [{"params": head_params, "lr": args.learning_rate}]
     if encoder_params:
         groups.append({"params": encoder_params, "lr": args.encoder_learning_rate})
-    optimizer = torch.optim.AdamW(groups, weight_decay=args.weight_decay)
+    # The fused kernel updates each parameter in one call instead of a dozen (measured: the optimiser step of the
+    # disaster head on one thread 0.35 -> 0.17 ms); torch has it on CPU and CUDA only.
+    fused = accelerator.device.type in ("cpu", "cuda")
+    optimizer = torch.optim.AdamW(groups, weight_decay=args.weight_decay, fused=fused)
     steps_per_epoch = math.ceil(len(loaders["train"]) / accelerator.num_processes / args.gradient_accumulation_steps)
     total_steps = steps_per_epoch * args.epochs
     scheduler = get_linear_schedule_with_warmup(optimizer, int(args.warmup_ratio * total_steps), total_steps)
