@@ -83,6 +83,12 @@ class DFTConfig(PretrainedConfig):
             (`predict`, the `multi-label-classification` pipeline). `None`: 0 for every label (probability 0.5).
             Non-uniform thresholds act as an extra bias `-t`, so the sign-change rule alone no longer decides which
             sets the head can output.
+        chunked_loss (`bool`, *optional*):
+            DFT head: compute the training loss (a forward with `labels` while gradients are on) block by block over
+            the labels, without ever making the `(B, n)` logits (`hf_dft_head.layers.dft_bce_loss`); the output's
+            `logits` are then `None`. Same loss and gradients to float rounding, a fraction of the memory and time at
+            large `n`. `None` (default): only when `n` exceeds one block of 8,192 labels, where it was measured
+            faster; `True`/`False` force it on/off.
     """
 
     model_type = "dft_multilabel"
@@ -101,6 +107,7 @@ class DFTConfig(PretrainedConfig):
     label_order: list[int] | None = None
     label_order_method: str | None = None
     logit_thresholds: list[float] | None = None
+    chunked_loss: bool | None = None
     problem_type: str | None = "multi_label_classification"
 
     def __post_init__(self, **kwargs):
@@ -117,6 +124,8 @@ class DFTConfig(PretrainedConfig):
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}.")
         if self.dft_path not in DFT_PATH_CHOICES:
             raise ValueError(f"dft_path must be one of {DFT_PATH_CHOICES}, got {self.dft_path!r}.")
+        if self.chunked_loss not in (None, True, False):
+            raise ValueError(f"chunked_loss must be True, False or None (automatic), got {self.chunked_loss!r}.")
         if self.problem_type != "multi_label_classification":
             raise ValueError(
                 f"problem_type must be 'multi_label_classification' for this model, got {self.problem_type!r}."

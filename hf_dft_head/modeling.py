@@ -17,7 +17,7 @@ from transformers.core_model_loading import WeightRenaming
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .configuration import DFTConfig
-from .layers import BottleneckHead, DenseHead, DFTHead
+from .layers import CHUNKED_LOSS_BLOCK_SIZE, BottleneckHead, DenseHead, DFTHead, dft_bce_loss
 from .prediction import LabelSetPrediction, predict_label_sets
 
 
@@ -204,11 +204,15 @@ class DFTForMultiLabelClassification(DFTPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         encoder_features: torch.Tensor | None = None,
+        pos_weight: torch.Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
-        """Logits ``(B, n)`` and, with ``labels`` (``(B, n)`` multi-hot, float or int), the BCE-with-logits loss.
+        """Logits ``(B, n)`` and, with ``labels`` (``(B, n)`` multi-hot, float or int), the BCE-with-logits loss
+        (``pos_weight`` ``(n,)``: the weight of each label's positive term, as in torch's loss).
 
-        Pass either tokenised inputs (``input_ids`` ``(B, T)``, ...) or ``encoder_features`` ``(B, d)``.
+        Pass either tokenised inputs (``input_ids`` ``(B, T)``, ...) or ``encoder_features`` ``(B, d)``. With labels,
+        gradients on and :meth:`uses_chunked_loss`, the loss is computed block by block without the logits and
+        ``logits`` is ``None`` (call without labels, or under ``torch.no_grad()``, for logits).
         """
         hidden_states = attentions = None
         if encoder_features is None:
@@ -227,17 +231,33 @@ class DFTForMultiLabelClassification(DFTPreTrainedModel):
                     f"got {tuple(encoder_features.shape)}."
                 )
             features = encoder_features.to(self.head_dtype)
-        logits = self.head(self.dropout(features))
-
+        features = self.dropout(features)
+        expected = (features.shape[0], self.config.num_labels)
+        if labels is not None and labels.shape != expected:
+            raise ValueError(
+                f"labels must be multi-hot with shape (batch, num_labels) = {expected}, got {tuple(labels.shape)}. "
+                "Convert label-id lists with hf_dft_head.data's collator."
+            )
+        if labels is not None and torch.is_grad_enabled() and self.uses_chunked_loss() and _is_binary(labels):
+            rows, cols = labels.nonzero(as_tuple=True)
+            loss = dft_bce_loss(self.head.project(features), self.head.dft, rows, cols, pos_weight)
+            return SequenceClassifierOutput(loss=loss, logits=None, hidden_states=hidden_states, attentions=attentions)
+        logits = self.head(features)
         loss = None
         if labels is not None:
-            if labels.shape != logits.shape:
-                raise ValueError(
-                    f"labels must be multi-hot with shape (batch, num_labels) = {tuple(logits.shape)}, got "
-                    f"{tuple(labels.shape)}. Convert label-id lists with hf_dft_head.data's collator."
-                )
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+            loss = nn.functional.binary_cross_entropy_with_logits(
+                logits, labels.to(logits.dtype), pos_weight=None if pos_weight is None else pos_weight.to(logits.dtype)
+            )
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=hidden_states, attentions=attentions)
+
+    def uses_chunked_loss(self) -> bool:
+        """Whether a forward with labels and gradients on computes the loss block by block, without ``(B, n)`` logits:
+        ``config.chunked_loss``, or when that is ``None`` a DFT head with more labels than one block of
+        ``dft_bce_loss`` (where it was measured faster). Never for the dense and bottleneck heads."""
+        if not isinstance(self.head, DFTHead):
+            return False
+        setting = getattr(self.config, "chunked_loss", None)
+        return self.head.dft.num_labels > CHUNKED_LOSS_BLOCK_SIZE if setting is None else bool(setting)
 
     @property
     def head(self) -> nn.Module:
@@ -294,6 +314,12 @@ class DFTForMultiLabelClassification(DFTPreTrainedModel):
             max_length=max_length,
             progress=progress,
         )
+
+
+def _is_binary(labels: torch.Tensor) -> bool:
+    """Whether every entry of ``labels`` is 0 or 1: the chunked loss reads positives; soft targets take the plain
+    loss."""
+    return bool(((labels == 0) | (labels == 1)).all())
 
 
 # Checkpoint files name the head's weights as they were before the head became `classifier` (and the dense head's
