@@ -35,6 +35,7 @@ FLOORS: list[tuple[str, set[str]]] = [
             "metrics.quality",
             "metrics",
             "label_order",
+            "threshold_tuning",
         },
     ),
     (
