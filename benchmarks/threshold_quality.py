@@ -32,7 +32,7 @@ import hf_dft_head  # noqa: F401  (registers the model with the Auto classes)
 from hf_dft_head import training
 from hf_dft_head.checkpoints import load_checkpoint
 from hf_dft_head.metrics.quality import macro_f1, micro_f1, multi_hot_from_label_ids
-from hf_dft_head.thresholds import best_uniform_threshold, column_space_shift, tune_thresholds
+from hf_dft_head.threshold_tuning import best_uniform_threshold, column_space_shift, tune_thresholds
 
 SPLITS = ("validation", "test")
 

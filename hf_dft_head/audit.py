@@ -40,6 +40,7 @@ from . import data, sharding
 from .argmax import ARGMAXABLE, DEFAULT_BOX, DEFAULT_EPSILON, UNARGMAXABLE, UNDECIDED, Verdict
 from .argmax.radii import (
     RADIUS_ROW_BUDGET,
+    RadiusPolicyResult,
     radius_sample_size,  # noqa: F401  (the audit's name for it; moved to argmax.radii)
     verify_with_radius_policy,
 )
@@ -369,19 +370,8 @@ def verify_sets(
     options = options or VerifierOptions()
     epsilon, box, radii = options.epsilon, options.box, not options.rule_only
     radius_sample, radius_seed, workers = options.radius_sample, options.radius_seed, options.workers
-    weight, bias = head.decision_head()
-    sets = [list(s) for s in label_sets]
     bounded = box is None and head.box is not None
-    if bounded:
-        used_box = float(head.box)
-        width, n = head.width, head.num_labels
-        identity = np.eye(width)
-        weight = np.vstack([weight, -identity, identity])  # (n + 2m, m)
-        bias = np.concatenate([bias, np.full(2 * width, used_box)])
-        always_on = list(range(n, n + 2 * width))
-        sets = [s + always_on for s in sets]
-    else:
-        used_box = float(box if box is not None else DEFAULT_BOX)
+    weight, bias, sets, used_box = _engine_problem(head, label_sets, box, bounded)
     engine = {
         "weight": weight,
         "bias": bias,
@@ -404,14 +394,48 @@ def verify_sets(
         verify=sharding.verify_label_sets_sharded,
         **engine,
     )
-    answer, verdicts, population, chosen = policy.answer, policy.verdicts, policy.population, policy.chosen
-    computed_for = policy.computed_for
     results = []
-    for label_set, verdict in zip(label_sets, verdicts):
+    for label_set, verdict in zip(label_sets, policy.verdicts):
         if verdict.status not in VERDICTS:
             raise RuntimeError(f"Unknown verdict {verdict.status!r} for label set {list(label_set)}.")
         results.append(dataclasses.replace(verdict, labels=tuple(label_set)))
-    settings = {
+    return results, _verifier_settings(head, label_sets, options, policy, used_box, bounded)
+
+
+def _engine_problem(
+    head: SigmoidHead, label_sets: Sequence[tuple[int, ...]], box: float | None, bounded: bool
+) -> tuple[np.ndarray, np.ndarray, list[list[int]], float]:
+    """``(weight, bias, sets, box)`` the engine decides: the head as it predicts (``(n, m)``, ``(n,)``), and when
+    ``bounded`` (an exact feature bound, no ``box`` override) ``2m`` always-on rows ``1 -+ x_j > 0`` (``(n + 2m, m)``)
+    switched on in every set (see :func:`verify_sets`)."""
+    weight, bias = head.decision_head()
+    sets = [list(s) for s in label_sets]
+    if bounded:
+        used_box = float(head.box)
+        width, n = head.width, head.num_labels
+        identity = np.eye(width)
+        weight = np.vstack([weight, -identity, identity])  # (n + 2m, m)
+        bias = np.concatenate([bias, np.full(2 * width, used_box)])
+        always_on = list(range(n, n + 2 * width))
+        sets = [s + always_on for s in sets]
+    else:
+        used_box = float(box if box is not None else DEFAULT_BOX)
+    return weight, bias, sets, used_box
+
+
+def _verifier_settings(
+    head: SigmoidHead,
+    label_sets: Sequence[tuple[int, ...]],
+    options: VerifierOptions,
+    policy: RadiusPolicyResult,
+    used_box: float,
+    bounded: bool,
+) -> dict[str, Any]:
+    """The settings :func:`verify_sets` used and the radius policy it followed, as the audit records them."""
+    radii, radius_sample, radius_seed = not options.rule_only, options.radius_sample, options.radius_seed
+    answer, population, chosen = policy.answer, policy.population, policy.chosen
+    computed_for = policy.computed_for
+    return {
         "engine": "hf_dft_head.argmax.verify_label_sets",
         "engine_version": __version__,
         **jsonable(dataclasses.asdict(answer.settings)),
@@ -437,7 +461,6 @@ def verify_sets(
             else "none: --rule-only takes the rule's yes without an LP",
         },
     }
-    return results, settings
 
 
 def audit_head(

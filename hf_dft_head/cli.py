@@ -18,7 +18,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from . import audit, audit_report, certificate, hub, onnx_export, predict, sharding, thresholds
+from . import audit, audit_report, certificate, certificate_report, hub, onnx_export, predict, sharding, thresholds
 from .checkpoints import CheckpointError, download_checkpoint, looks_like_repo_id
 from .console import configure_output
 from .data import DataArguments, DataSpec, read_training_data_spec
@@ -228,7 +228,7 @@ def run_certify(args: argparse.Namespace) -> int:
             progress=not args.quiet and processes.is_main,
         )
     if processes.is_main:
-        print(certificate.format_certificate(written))
+        print(certificate_report.format_certificate(written))
         print(
             f"Wrote {checkpoint / certificate.CERTIFICATE_NAME} and {checkpoint / written['figure']['path']}"
             + _shared_over(processes)

@@ -223,6 +223,33 @@ def push_checkpoint(
     """
     check_repo_id(repo_id)
     checkpoint = Path(checkpoint)
+    recorded = _certified_record(checkpoint)
+    with tempfile.TemporaryDirectory(prefix="hf_dft_push_") as staging:
+        stage = Path(staging) / checkpoint.name
+        _stage_verified(checkpoint, stage, recheck_audit=recheck_audit, dataset=dataset, progress=progress)
+        inputs = {**read_card_inputs(stage), "certificate": recorded}
+        card = render_model_card(**inputs, repo_id=repo_id, audit_verified=recheck_audit, **(card_options or {}))
+        card.save(stage / CARD_NAME)
+        token = resolve_token(token)
+        api = HfApi(token=token)
+        repo_id, user = _owned_repo_id(api, repo_id, attempts=attempts, backoff=backoff)
+        commit = _upload_confirmed(
+            api,
+            repo_id,
+            stage,
+            user,
+            private=private,
+            commit_message=commit_message,
+            attempts=attempts,
+            backoff=backoff,
+        )
+        files = sorted(path.relative_to(stage).as_posix() for path in stage.rglob("*") if path.is_file())
+    endpoint = api.endpoint.rstrip("/")
+    return PushResult(repo_id, commit, f"{endpoint}/{repo_id}/commit/{commit}", files)
+
+
+def _certified_record(checkpoint: Path) -> dict[str, Any]:
+    """The certificate of ``checkpoint``; a :class:`PushError` when there is none or it says not certified."""
     if not checkpoint.is_dir():
         raise PushError(f"{checkpoint} is not a checkpoint folder.")
     try:
@@ -232,74 +259,90 @@ def push_checkpoint(
     if recorded.get("status") != "certified":
         reasons = "; ".join(recorded.get("reasons_not_certified") or []) or "status is not 'certified'"
         raise PushError(f"Refusing to push: the certificate says not certified ({reasons}).")
+    return recorded
 
-    with tempfile.TemporaryDirectory(prefix="hf_dft_push_") as staging:
-        stage = Path(staging) / checkpoint.name
-        stage_checkpoint(checkpoint, stage)
-        verification = certificates.verify_checkpoint(
-            stage, recheck_audit=recheck_audit, dataset=dataset, progress=progress, stop_early=True
+
+def _stage_verified(checkpoint: Path, stage: Path, *, recheck_audit: bool, dataset: str | None, progress: bool) -> None:
+    """Copy the checkpoint's bound files to ``stage`` and verify the copy; a :class:`PushError` names mismatches."""
+    stage_checkpoint(checkpoint, stage)
+    verification = certificates.verify_checkpoint(
+        stage, recheck_audit=recheck_audit, dataset=dataset, progress=progress, stop_early=True
+    )
+    if not verification.ok:
+        listed = "\n  ".join(verification.mismatches)
+        raise PushError(
+            "Refusing to push: the certificate does not match the checkpoint (stale or tampered); re-run "
+            f"`hf-dft certify` if the change is intended. Nothing was uploaded. Mismatches:\n  {listed}"
         )
-        if not verification.ok:
-            listed = "\n  ".join(verification.mismatches)
-            raise PushError(
-                "Refusing to push: the certificate does not match the checkpoint (stale or tampered); re-run "
-                f"`hf-dft certify` if the change is intended. Nothing was uploaded. Mismatches:\n  {listed}"
-            )
-        inputs = {**read_card_inputs(stage), "certificate": recorded}
-        card = render_model_card(**inputs, repo_id=repo_id, audit_verified=recheck_audit, **(card_options or {}))
-        card.save(stage / CARD_NAME)
-        token = resolve_token(token)
-        api = HfApi(token=token)
-        try:
-            identity = with_retries(lambda: api.whoami(), "whoami", attempts=attempts, backoff=backoff)
-        except HfHubHTTPError as error:
-            raise PushError(_http_error_message(error, repo_id, None) + " Nothing was uploaded.") from None
-        user = identity.get("name")
-        namespaces = {user} | {org.get("name") for org in identity.get("orgs", []) if isinstance(org, dict)}
-        if "/" not in repo_id:
-            repo_id = f"{user}/{repo_id}"
-        namespace = repo_id.split("/")[0]
-        if namespace not in namespaces:
-            raise PushError(
-                f"Cannot push to {repo_id!r}: the namespace {namespace!r} is owned by someone else (the token belongs "
-                f"to {user!r}, member of {sorted(n for n in namespaces if n != user) or 'no organisations'}). Nothing "
-                "was uploaded."
-            )
-        try:
-            with_retries(
-                lambda: api.create_repo(repo_id, private=private, exist_ok=True),
-                f"creating {repo_id}",
-                attempts=attempts,
-                backoff=backoff,
-            )
-            previous = with_retries(
-                lambda: api.model_info(repo_id).sha, f"reading {repo_id}", attempts=attempts, backoff=backoff
-            )
-            commit = with_retries(
-                lambda: (
-                    api.upload_folder(
-                        repo_id=repo_id,
-                        folder_path=stage,
-                        commit_message=commit_message or "Upload certified DFT-head checkpoint (hf-dft push)",
-                        # Everything else in the repo goes: a re-push leaves no stale, unbound file behind.
-                        delete_patterns="*",
-                    ).oid
-                ),
-                f"uploading to {repo_id}",
-                attempts=attempts,
-                backoff=backoff,
-                landed=lambda: _remote_commit_with(api, repo_id, stage, previous),
-            )
-            confirmed = _remote_commit_with(api, repo_id, stage, previous)
-        except HfHubHTTPError as error:
-            raise PushError(_http_error_message(error, repo_id, user) + " The push did not complete.") from None
-        except PushError as error:
-            raise PushError(f"{error}. The checkpoint was NOT published to {repo_id}.") from error.__cause__
-        if confirmed is None or confirmed != commit:
-            raise PushError(
-                f"The upload to {repo_id} returned commit {commit}, but the repo's head does not hold exactly the "
-                "staged files: the push is not confirmed."
-            )
-        files = sorted(path.relative_to(stage).as_posix() for path in stage.rglob("*") if path.is_file())
-    endpoint = api.endpoint.rstrip("/")
-    return PushResult(repo_id, commit, f"{endpoint}/{repo_id}/commit/{commit}", files)
+
+
+def _owned_repo_id(api, repo_id: str, *, attempts: int, backoff: float) -> tuple[str, str]:
+    """``(namespace/name, user)``: ``repo_id`` in the token's user namespace when it has none; refuses a namespace
+    the token's user neither is nor belongs to."""
+    try:
+        identity = with_retries(lambda: api.whoami(), "whoami", attempts=attempts, backoff=backoff)
+    except HfHubHTTPError as error:
+        raise PushError(_http_error_message(error, repo_id, None) + " Nothing was uploaded.") from None
+    user = identity.get("name")
+    namespaces = {user} | {org.get("name") for org in identity.get("orgs", []) if isinstance(org, dict)}
+    if "/" not in repo_id:
+        repo_id = f"{user}/{repo_id}"
+    namespace = repo_id.split("/")[0]
+    if namespace not in namespaces:
+        raise PushError(
+            f"Cannot push to {repo_id!r}: the namespace {namespace!r} is owned by someone else (the token belongs "
+            f"to {user!r}, member of {sorted(n for n in namespaces if n != user) or 'no organisations'}). Nothing "
+            "was uploaded."
+        )
+    return repo_id, user
+
+
+def _upload_confirmed(
+    api,
+    repo_id: str,
+    stage: Path,
+    user: str,
+    *,
+    private: bool,
+    commit_message: str | None,
+    attempts: int,
+    backoff: float,
+) -> str:
+    """Create the repo if needed and upload ``stage`` as one commit replacing everything; the commit's sha, once the
+    repo's head is seen to hold exactly the staged files."""
+    try:
+        with_retries(
+            lambda: api.create_repo(repo_id, private=private, exist_ok=True),
+            f"creating {repo_id}",
+            attempts=attempts,
+            backoff=backoff,
+        )
+        previous = with_retries(
+            lambda: api.model_info(repo_id).sha, f"reading {repo_id}", attempts=attempts, backoff=backoff
+        )
+        commit = with_retries(
+            lambda: (
+                api.upload_folder(
+                    repo_id=repo_id,
+                    folder_path=stage,
+                    commit_message=commit_message or "Upload certified DFT-head checkpoint (hf-dft push)",
+                    # Everything else in the repo goes: a re-push leaves no stale, unbound file behind.
+                    delete_patterns="*",
+                ).oid
+            ),
+            f"uploading to {repo_id}",
+            attempts=attempts,
+            backoff=backoff,
+            landed=lambda: _remote_commit_with(api, repo_id, stage, previous),
+        )
+        confirmed = _remote_commit_with(api, repo_id, stage, previous)
+    except HfHubHTTPError as error:
+        raise PushError(_http_error_message(error, repo_id, user) + " The push did not complete.") from None
+    except PushError as error:
+        raise PushError(f"{error}. The checkpoint was NOT published to {repo_id}.") from error.__cause__
+    if confirmed is None or confirmed != commit:
+        raise PushError(
+            f"The upload to {repo_id} returned commit {commit}, but the repo's head does not hold exactly the "
+            "staged files: the push is not confirmed."
+        )
+    return commit

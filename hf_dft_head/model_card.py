@@ -201,22 +201,66 @@ def _template_values(
     certificate = certificate or {}
     head_kind = config.get("head_kind", "dense")
     n = int(config.get("num_labels") or len(config.get("id2label") or {}))
-    k = config.get("k")
+    certified = certificate.get("status") == "certified"
+    guarantee = certificate.get("guarantee") or {}
+    audit = certificate.get("audit") or {}
+    dataset = audit.get("dataset") or {}
+    verifier = certificate.get("verifier") or {}
+    quality_rows, quality_splits = _quality_table(certificate)
+    names = _labels_around_the_circle(config, n)
+    return {
+        "model_name": repo_id.split("/")[-1],
+        "repo_id": repo_id,
+        "head_kind": head_kind,
+        "head_title": _head_title(config),
+        "encoder_description": _encoder_description(config, base_model),
+        "num_labels": n,
+        "certified": certified,
+        "plain_guarantee": _plain_guarantee(config, guarantee, n) if certified else "",
+        "guarantee_statement": guarantee.get("statement", ""),
+        "limits": list(guarantee.get("limits") or [])
+        + ["Quality figures are measured on one data split; the guarantee says nothing about accuracy."],
+        "checks": _check_rows(certificate.get("checks") or {}),
+        "not_certified_reasons": "; ".join(certificate.get("reasons_not_certified") or ["no certificate found"]),
+        "audit_dataset": _dataset_names(dataset)[1],
+        "audit_split": dataset.get("split", "?"),
+        "epsilon": _format(verifier.get("epsilon", "?")),
+        "epsilon_radius": _format(verifier.get("epsilon_radius", "?")),
+        "box": _format(verifier.get("box", "?")),
+        "audit_verified": bool(audit),
+        "audit_rows": _audit_rows(audit),
+        "figure_path": (certificate.get("figure") or {}).get("path", "argmaxability.png"),
+        "never_examples": _never_examples(audit),
+        "quality_rows": quality_rows,
+        "quality_splits": quality_splits,
+        "training_rows": _training_rows(training_args),
+        "labels_preview": ", ".join(names[:60]) + (" ..." if n > 60 else ""),
+        "thresholds_note": _thresholds_note(config),
+    }
+
+
+def _encoder_description(config: dict[str, Any], base_model: str | None) -> str:
+    """``"a bert encoder (base model ..., hidden size 768, 12 layers)"``."""
     encoder = config.get("encoder") or {}
     details = [f"base model {base_model}"] if base_model else []
     details += [
         f"hidden size {encoder.get('hidden_size', '?')}",
         f"{encoder.get('num_hidden_layers', '?')} layers",
     ]
-    encoder_description = f"a {encoder.get('model_type', 'transformer')} encoder ({', '.join(details)})"
-    head_title = {
-        "dft": f"DFT output layer (k = {k}, slack dims = {config.get('slack_dims', 0)})",
+    return f"a {encoder.get('model_type', 'transformer')} encoder ({', '.join(details)})"
+
+
+def _head_title(config: dict[str, Any]) -> str:
+    head_kind = config.get("head_kind", "dense")
+    return {
+        "dft": f"DFT output layer (k = {config.get('k')}, slack dims = {config.get('slack_dims', 0)})",
         "bottleneck": f"low-rank bottleneck head (r = {config.get('bottleneck_dim')})",
         "dense": "dense sigmoid head",
     }.get(head_kind, f"{head_kind} head")
-    certified = certificate.get("status") == "certified"
-    guarantee = certificate.get("guarantee") or {}
-    checks = certificate.get("checks") or {}
+
+
+def _check_rows(checks: dict[str, Any]) -> list[dict[str, Any]]:
+    """The certificate's head checks as table rows: name, measured value, tolerance, passed."""
     check_rows = []
     if "gale_matrix" in checks:
         gale = checks["gale_matrix"]
@@ -248,8 +292,14 @@ def _template_values(
                 "passed": projection["full_row_rank"],
             }
         )
+    return check_rows
+
+
+def _plain_guarantee(config: dict[str, Any], guarantee: dict[str, Any], n: int) -> str:
+    """The guarantee of a certified checkpoint in plain words (empty without ``k``)."""
+    k = config.get("k")
     plain = ""
-    if certified and k is not None:
+    if k is not None:
         plain = (
             f"For **every combination of up to {k} of its {n} labels**, there are inputs to the classification "
             "head for which the model outputs exactly that combination. A usual sigmoid classifier cannot promise "
@@ -257,9 +307,11 @@ def _template_values(
         )
         if "encoder_features" in (guarantee.get("spaces") or []):
             plain += " Because the projection into the head has full rank, this also holds for the encoder's features."
-    audit = certificate.get("audit") or {}
-    dataset = audit.get("dataset") or {}
-    verifier = certificate.get("verifier") or {}
+    return plain
+
+
+def _audit_rows(audit: dict[str, Any]) -> list[dict[str, Any]]:
+    """The audit's gold and predicted label-set counts as table rows."""
     audit_rows = []
     for part in ("gold", "predicted"):
         figures = audit.get(part)
@@ -277,10 +329,19 @@ def _template_values(
                     "larger": figures["sets_larger_than_k"] if figures.get("sets_larger_than_k") is not None else "n/a",
                 }
             )
-    never = [
+    return audit_rows
+
+
+def _never_examples(audit: dict[str, Any]) -> list[str]:
+    """Up to five gold label sets the model can never output, with how often each occurs."""
+    return [
         f"{{{', '.join(example['labels'])}}} ({example['occurrences']} examples)"
         for example in ((audit.get("gold") or {}).get("unargmaxable_examples") or [])[:5]
     ]
+
+
+def _quality_table(certificate: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """``(rows, splits)``: one row per quality metric with its value on each split (empty where not measured)."""
     quality = quality_metrics(certificate)
     quality_splits = list(dict.fromkeys(split for split, _, _ in quality))
     by_metric: dict[str, dict[str, float]] = {}
@@ -290,49 +351,29 @@ def _template_values(
         {"metric": metric, "values": [f"{values[split]:.4f}" if split in values else "" for split in quality_splits]}
         for metric, values in by_metric.items()
     ]
-    training_rows = [
+    return quality_rows, quality_splits
+
+
+def _training_rows(training_args: dict[str, Any] | None) -> list[dict[str, str]]:
+    return [
         {"name": name, "value": _format(training_args[name])}
         for name in TRAINING_FIELDS
         if training_args and training_args.get(name) is not None
     ]
+
+
+def _labels_around_the_circle(config: dict[str, Any], n: int) -> list[str]:
+    """The ``n`` label names, in circle order for a DFT head with a ``label_order`` (else in label-id order)."""
     id2label = config.get("id2label") or {}
     names = [str(id2label.get(str(i), id2label.get(i, i))) for i in range(n)]
-    if head_kind == "dft" and config.get("label_order") is not None:
+    if config.get("head_kind", "dense") == "dft" and config.get("label_order") is not None:
         # label i sits at circle position label_order[i] (a permutation: read_card_inputs checked it): list the
         # labels as they sit around the circle
         by_position = [""] * n
         for label, position in enumerate(config["label_order"]):
             by_position[position] = names[label]
         names = by_position
-    return {
-        "model_name": repo_id.split("/")[-1],
-        "repo_id": repo_id,
-        "head_kind": head_kind,
-        "head_title": head_title,
-        "encoder_description": encoder_description,
-        "num_labels": n,
-        "certified": certified,
-        "plain_guarantee": plain,
-        "guarantee_statement": guarantee.get("statement", ""),
-        "limits": list(guarantee.get("limits") or [])
-        + ["Quality figures are measured on one data split; the guarantee says nothing about accuracy."],
-        "checks": check_rows,
-        "not_certified_reasons": "; ".join(certificate.get("reasons_not_certified") or ["no certificate found"]),
-        "audit_dataset": _dataset_names(dataset)[1],
-        "audit_split": dataset.get("split", "?"),
-        "epsilon": _format(verifier.get("epsilon", "?")),
-        "epsilon_radius": _format(verifier.get("epsilon_radius", "?")),
-        "box": _format(verifier.get("box", "?")),
-        "audit_verified": bool(audit),
-        "audit_rows": audit_rows,
-        "figure_path": (certificate.get("figure") or {}).get("path", "argmaxability.png"),
-        "never_examples": never,
-        "quality_rows": quality_rows,
-        "quality_splits": quality_splits,
-        "training_rows": training_rows,
-        "labels_preview": ", ".join(names[:60]) + (" ..." if n > 60 else ""),
-        "thresholds_note": _thresholds_note(config),
-    }
+    return names
 
 
 def _thresholds_note(config: dict) -> str:

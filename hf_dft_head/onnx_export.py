@@ -305,24 +305,10 @@ def export_onnx(
     """
     checkpoint, output_dir = Path(checkpoint), Path(output_dir).resolve()  # resolved: OUT may be "."
     _check_arguments(checkpoint, output_dir, overwrite=overwrite, dft_path=dft_path, opset=opset, tolerance=tolerance)
-    tokenizer = None
-    if any((checkpoint / name).is_file() for name in TOKENIZER_FILES):
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-        except (OSError, ValueError) as error:
-            raise ValueError(f"the tokenizer files in {checkpoint} do not load: {error}") from error
-    else:
-        logger.warning("%s has no tokenizer files: the export has the graph but no tokenizer.", checkpoint)
+    tokenizer = _load_tokenizer(checkpoint)
     # The package's class, not the checkpoint's remote code: nothing from the checkpoint is executed.
     reference = DFTForMultiLabelClassification.from_pretrained(checkpoint).float().eval()
-    exported, paths = reference, None
-    if reference.config.head_kind == "dft":
-        layer = reference.head.dft
-        paths = {"checkpoint": layer.path, "checkpoint_resolved": layer.resolved_path}
-        if dft_path is not None and dft_path != layer.path:
-            exported = copy.deepcopy(reference)
-            exported.head.dft.path = dft_path
-        paths.update(exported=exported.head.dft.path, exported_resolved=exported.head.dft.resolved_path)
+    exported, paths = _model_to_export(reference, dft_path)
     names = graph_input_names(reference)
 
     output_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -358,19 +344,50 @@ def export_onnx(
             "versions": _package_versions(),
         }
         (scratch / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
-        if output_dir.exists():  # empty, or an earlier export and overwrite (checked above): replace its contents
-            for entry in output_dir.iterdir():
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
-            for entry in scratch.iterdir():
-                entry.rename(output_dir / entry.name)
-        else:
-            scratch.rename(output_dir)
+        _move_into(scratch, output_dir)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return report
+
+
+def _load_tokenizer(checkpoint: Path):
+    """The checkpoint's tokenizer, ``None`` (with a warning) when it has no tokenizer files."""
+    if not any((checkpoint / name).is_file() for name in TOKENIZER_FILES):
+        logger.warning("%s has no tokenizer files: the export has the graph but no tokenizer.", checkpoint)
+        return None
+    try:
+        return AutoTokenizer.from_pretrained(checkpoint)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"the tokenizer files in {checkpoint} do not load: {error}") from error
+
+
+def _model_to_export(reference, dft_path: str | None) -> tuple[Any, dict[str, str] | None]:
+    """``(model, paths)``: ``reference`` itself, or a copy whose DFT layer computes ``G @ x`` by ``dft_path``;
+    ``paths`` the DFT paths of the checkpoint and of the export (``None`` for another head kind)."""
+    exported, paths = reference, None
+    if reference.config.head_kind == "dft":
+        layer = reference.head.dft
+        paths = {"checkpoint": layer.path, "checkpoint_resolved": layer.resolved_path}
+        if dft_path is not None and dft_path != layer.path:
+            exported = copy.deepcopy(reference)
+            exported.head.dft.path = dft_path
+        paths.update(exported=exported.head.dft.path, exported_resolved=exported.head.dft.resolved_path)
+    return exported, paths
+
+
+def _move_into(scratch: Path, output_dir: Path) -> None:
+    """Move the finished export from ``scratch`` to ``output_dir``: renamed whole when ``output_dir`` does not
+    exist, else (empty, or an earlier export and overwrite: checked before any work) its contents replaced."""
+    if output_dir.exists():
+        for entry in output_dir.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        for entry in scratch.iterdir():
+            entry.rename(output_dir / entry.name)
+    else:
+        scratch.rename(output_dir)
 
 
 def format_export_summary(report: dict[str, Any], output_dir: str | os.PathLike) -> str:

@@ -14,7 +14,7 @@ from safetensors.numpy import load_file
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
 import hf_dft_head
-from hf_dft_head import DFTForMultiLabelClassification, certificate
+from hf_dft_head import DFTForMultiLabelClassification, certificate, certificate_checks
 from hf_dft_head.audit import VerifierOptions, dataset_spec
 from hf_dft_head.gale import gale_matrix
 
@@ -178,13 +178,13 @@ def test_bottleneck_head_is_audited_but_not_certified(tmp_path) -> None:
 
 def test_gale_check_catches_a_wrong_layer(certified, monkeypatch) -> None:
     model = DFTForMultiLabelClassification.from_pretrained(certified[0]).eval()
-    good = certificate.check_dft_layer(model)
+    good = certificate_checks.check_dft_layer(model)
     assert good["gale_matrix"]["passed"]
     # A layer whose sin columns had the opposite sign (the conjugate mistake) must fail the G check.
     flipped = gale_matrix(N_LABELS, K)
     flipped[:, 2::2] *= -1
-    monkeypatch.setattr(certificate, "gale_matrix", lambda n, k: flipped)
-    bad = certificate.check_dft_layer(model)
+    monkeypatch.setattr(certificate_checks, "gale_matrix", lambda n, k: flipped)
+    bad = certificate_checks.check_dft_layer(model)
     assert not bad["gale_matrix"]["passed"] and bad["gale_matrix"]["max_abs_error"] > 0.1
 
 

@@ -35,6 +35,7 @@ FLOORS: list[tuple[str, set[str]]] = [
             "metrics.quality",
             "metrics",
             "label_order",
+            "threshold_tuning",
         },
     ),
     (
@@ -61,7 +62,10 @@ FLOORS: list[tuple[str, set[str]]] = [
         "audit: verdicts of a checkpoint on a data split, and its report",
         {"audit", "audit_report", "evaluation", "thresholds"},
     ),
-    ("certificate: build, verify, diff", {"certificate"}),
+    (
+        "certificate: its checked sections (head, guarantee, code, probe); build, verify, diff; its text",
+        {"certificate_checks", "certificate", "certificate_report"},
+    ),
     ("publishing: the model card (dicts in, text out) and the Hub", {"model_card", "hub"}),
     ("commands: training and the command line", {"training", "onnx_export", "predict", "cli", ""}),
 ]

@@ -9,8 +9,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from hf_dft_head import thresholds
-from hf_dft_head.thresholds import best_uniform_threshold, best_uniform_threshold_stream, tune_thresholds_stream
+from hf_dft_head import threshold_tuning
+from hf_dft_head.threshold_tuning import best_uniform_threshold, best_uniform_threshold_stream, tune_thresholds_stream
 
 
 def batches_of(logits: np.ndarray, targets: np.ndarray, size: int):
@@ -37,9 +37,11 @@ def test_batch_and_chunk_sizes_do_not_change_the_result(seed, monkeypatch):
     logits, targets = problem(seed)
     for metric in ("micro_f1", "macro_f1"):
         for fallback, min_positives in (("global", 1), ("zero", 3), ("global", 4)):
-            want = thresholds.tune_thresholds(logits, targets, metric, fallback=fallback, min_positives=min_positives)
+            want = threshold_tuning.tune_thresholds(
+                logits, targets, metric, fallback=fallback, min_positives=min_positives
+            )
             for size, chunk in ((1, 1 << 22), (4, 8), (41, 3)):
-                monkeypatch.setattr(thresholds, "CHUNK_ELEMENTS", chunk)  # column chunks of the pass-2 sort
+                monkeypatch.setattr(threshold_tuning, "CHUNK_ELEMENTS", chunk)  # column chunks of the pass-2 sort
                 got = tune_thresholds_stream(
                     batches_of(logits, targets, size), 13, metric, fallback=fallback, min_positives=min_positives
                 )

@@ -19,7 +19,7 @@ from hub_server import HubServer
 from safetensors.numpy import load_file, save_file
 from test_certificate import build_checkpoint, write_dataset
 
-from hf_dft_head import certificate, hub
+from hf_dft_head import certificate, certificate_checks, hub
 from hf_dft_head.audit import VerifierOptions, dataset_spec
 from hf_dft_head.checkpoints import CERTIFICATE_NAME, sha256_file
 from hf_dft_head.cli import main as cli_main
@@ -349,13 +349,13 @@ def test_the_remote_code_probe_alone_catches_forged_code(
     layer that applies a rolled G: the probe does not trust the installed package's view of the checkpoint."""
     folder = Path(shutil.copytree(certified, tmp_path / "ckpt"))
     code_changed_rehashed(folder)
-    real = certificate.check_code_files
+    real = certificate_checks.check_code_files
 
     def identity_check_switched_off(checkpoint, files):
         summary, _ = real(checkpoint, files)
         return {**summary, "identical_to_package": True}, []
 
-    monkeypatch.setattr(certificate, "check_code_files", identity_check_switched_off)
+    monkeypatch.setattr(certificate_checks, "check_code_files", identity_check_switched_off)
     result = certificate.verify_checkpoint(folder, recheck_audit=False, progress=False)
     assert result.outcome == "failed"
     assert any("differs from [G|S](P h + c)" in m for m in result.mismatches), result.summary()

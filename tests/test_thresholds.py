@@ -24,16 +24,14 @@ from hf_dft_head.checkpoints import load_checkpoint, read_card_inputs
 from hf_dft_head.metrics.quality import macro_f1, micro_f1, multi_hot_from_label_ids
 from hf_dft_head.model_card import render_model_card
 from hf_dft_head.sigmoid_head import find_sigmoid_head
-from hf_dft_head.thresholds import (
+from hf_dft_head.threshold_tuning import (
     EDGE_MARGIN,
-    THRESHOLDS_RECORD,
-    ThresholdOptions,
     best_uniform_threshold,
     column_space_shift,
     project_thresholds,
-    tune_checkpoint,
     tune_thresholds,
 )
+from hf_dft_head.thresholds import THRESHOLDS_RECORD, ThresholdOptions, tune_checkpoint
 
 N_LABELS, K = 12, 2
 LABELS = [f"tag_{i:02d}" for i in range(N_LABELS)]

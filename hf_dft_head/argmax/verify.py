@@ -191,7 +191,7 @@ def prepare_head(weight, bias=None, *, dft_k: int | None = None, label_order=Non
             This guards matrices a caller builds (a float32-rounded or permuted ``G`` is refused). It does not
             check a model's layer: ``effective_head()`` is itself ``gale_matrix(n, k)[label_order]``, so for
             the package's own heads the comparison holds by construction. That the layer's forward pass computes
-            ``G`` is checked by probing it (:func:`hf_dft_head.certificate.check_dft_layer`).
+            ``G`` is checked by probing it (:func:`hf_dft_head.certificate_checks.check_dft_layer`).
         label_order: ``(n,)`` position on the circle of each label; only with ``dft_k``.
         dft_atol: largest deviation from ``G`` (and spread of the bias) accepted for a head that is not
             ``G`` bit for bit, e.g. float32-rounded ``G`` (~1e-9); such a head is decided by the LP alone
