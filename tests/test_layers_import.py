@@ -54,6 +54,10 @@ FLOORS: list[tuple[str, set[str]]] = [
         },
     ),
     (
+        "training parts: the run's options and their checks, the frozen encoder's features, the run's data",
+        {"training_args", "encoder_features", "training_data"},
+    ),
+    (
         "metrics loaded by evaluate.load (absolute imports of the installed package)",
         {"metrics.argmaxability.argmaxability", "metrics.multilabel_quality.multilabel_quality"},
     ),
