@@ -25,7 +25,6 @@ touched. ``--resume`` continues the run with the arguments in its ``training_arg
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -57,10 +56,8 @@ from .gale import dft_width
 from .layers import DFTHead
 from .metrics.quality import QualityAccumulator, threshold_predictions, top_k_label_ids
 from .modeling import DFTForMultiLabelClassification
-from .output_checks import atomic_write
 from .training_args import (
     RUN_MARKER,
-    TRAINER_STATE,
     DFTTrainingArguments,
     check_arguments,
     check_output_dir,
@@ -77,6 +74,7 @@ from .training_data import (
     report_data,
     with_example_index,
 )
+from .training_state import TRAINER_STATE, TrainingProgress, json_default, save_training_state, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -99,55 +97,6 @@ ONE_THREAD_MAX_MULTIPLY_ADDS = 2**24
 # packages do not change during a run, so the answer is kept. A no-op if Accelerate no longer has that function.
 if callable(getattr(accelerate.optimizer, "is_lomo_available", None)):
     accelerate.optimizer.is_lomo_available = functools.cache(accelerate.optimizer.is_lomo_available)
-
-
-@dataclass
-class TrainingProgress:
-    """What ``--resume`` needs beyond the Accelerate state: where in the data, and the best result so far."""
-
-    epoch: int = 0
-    step_in_epoch: int = 0  # optimiser steps already taken in ``epoch``
-    global_step: int = 0
-    best_metric: float | None = None
-    best_step: int | None = None
-    evaluations_without_improvement: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    @classmethod
-    def load(cls, path: Path) -> TrainingProgress:
-        return cls(**json.loads(path.read_text()))
-
-
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write the run's JSON records (sorted keys) through :func:`~hf_dft_head.output_checks.atomic_write`."""
-    text = json.dumps(payload, indent=2, sort_keys=True, default=_json_default)
-    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def save_training_state(accelerator: Accelerator, output_dir: Path, state: TrainingProgress) -> None:
-    """Save model, optimiser, scheduler, RNG and data position into ``output_dir/state`` (replacing it whole)."""
-    tmp = output_dir / f"{STATE_DIR}.tmp"
-    if accelerator.is_main_process and tmp.exists():
-        shutil.rmtree(tmp)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        write_json_atomic(tmp / TRAINER_STATE, dataclasses.asdict(state))
-        final = output_dir / STATE_DIR
-        old = output_dir / f"{STATE_DIR}.old"
-        if final.exists():
-            os.replace(final, old)
-        os.replace(tmp, final)
-        if old.exists():
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
 
 
 def evaluate(
@@ -501,7 +450,7 @@ class _TrainingLoop:
         record = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time() - self.start, 3), **record}
         if self.is_main:
             with (self.output_dir / "log.jsonl").open("a") as handle:
-                handle.write(json.dumps(record, default=_json_default) + "\n")
+                handle.write(json.dumps(record, default=json_default) + "\n")
         if self.args.report_to:
             self.accelerator.log(
                 {k: v for k, v in record.items() if isinstance(v, (int, float))}, step=state.global_step

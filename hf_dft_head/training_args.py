@@ -23,10 +23,10 @@ from .checkpoints import STATE_DIR
 from .configuration import DFT_PATH_CHOICES, HEAD_KINDS, POOLINGS
 from .metrics.quality import multilabel_quality_report
 from .output_checks import check_removable_tree, check_writable_folder
+from .training_state import TRAINER_STATE
 
 #: The run's arguments, in its output folder (also what ``certify`` reads the data specification from).
 RUN_MARKER = data_lib.TRAINING_ARGS_NAME
-TRAINER_STATE = "trainer_state.json"
 # Arguments that may differ between a run and its --resume: they change how a run is driven or reported, never
 # a number it computes. Any other difference (learning rate, epochs, k, data, seed, batch sizes, ...) would make
 # the resumed run a different experiment under the same name, so it needs --allow-changed-args.

@@ -54,8 +54,8 @@ FLOORS: list[tuple[str, set[str]]] = [
         },
     ),
     (
-        "training parts: the run's options and their checks, the frozen encoder's features, the run's data",
-        {"training_args", "encoder_features", "training_data"},
+        "training parts: options and checks, saved state, frozen encoder features, the run's data",
+        {"training_state", "training_args", "encoder_features", "training_data"},
     ),
     (
         "metrics loaded by evaluate.load (absolute imports of the installed package)",
