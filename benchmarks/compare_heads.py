@@ -140,7 +140,7 @@ def export_kaomoji(root: Path) -> list[str]:
 
 
 def base_arguments(dataset: str, root: Path) -> dict[str, Any]:
-    """The TrainingArguments fields that select the data set."""
+    """The DFTTrainingArguments fields that select the data set."""
     if dataset == "disaster":
         return {}
     if dataset == "kaomoji":
@@ -151,7 +151,7 @@ def base_arguments(dataset: str, root: Path) -> dict[str, Any]:
 def distinct_test_gold_sets(training_args: Any) -> tuple[list[tuple[int, ...]], int, list[str]]:
     """Distinct test gold label sets (sorted id tuples in the vocabulary ``train`` builds), n, label names."""
     from hf_dft_head import data as data_lib
-    from hf_dft_head.training import load_training_data
+    from hf_dft_head.training_data import load_training_data
 
     loaded = load_training_data(training_args)
     if "test" not in loaded.dataset:
@@ -249,7 +249,8 @@ def run_one(
     keep_checkpoints: bool,
 ) -> dict[str, Any]:
     """Train one (head, seed) with ``train`` and decide argmaxability; cached in ``run_dir/benchmark_run.json``."""
-    from hf_dft_head.training import TrainingArguments, train
+    from hf_dft_head.training import train
+    from hf_dft_head.training_args import DFTTrainingArguments
 
     arguments = dict(
         output_dir=str(run_dir),
@@ -275,7 +276,7 @@ def run_one(
                 cached["epochs_to_99"] = epochs_to_fraction(history, fraction=0.99)
                 cached["validation_f1@5_by_epoch"] = [entry["f1@5"] for entry in history]
             return cached
-    results = train(TrainingArguments(**arguments))
+    results = train(DFTTrainingArguments(**arguments))
     record = {
         "arguments": arguments,
         "head": spec.name,
@@ -464,7 +465,7 @@ def check_targets(grouped: dict[str, list[dict[str, Any]]], dataset: str) -> lis
 
 def run_dataset(dataset: str, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     """Tune (optionally), train the grid for every seed, print the table and the targets; returns the JSON part."""
-    from hf_dft_head.training import TrainingArguments
+    from hf_dft_head.training_args import DFTTrainingArguments
 
     grid = DISASTER_GRID if dataset == "disaster" else KAOMOJI_GRID
     data_arguments = base_arguments(dataset, root)
@@ -485,7 +486,7 @@ def run_dataset(dataset: str, args: argparse.Namespace, root: Path) -> dict[str,
         settings.update(
             max_train_samples=args.kaomoji_train_samples or None, max_eval_samples=args.kaomoji_eval_samples or None
         )
-    probe = TrainingArguments(output_dir=str(root / "probe"), **settings, **data_arguments)
+    probe = DFTTrainingArguments(output_dir=str(root / "probe"), **settings, **data_arguments)
     gold_sets, num_labels, _ = distinct_test_gold_sets(probe)
     encoder_width = 384  # all-MiniLM-L6-v2
     specs, skipped = [], []

@@ -18,7 +18,7 @@ The phases, each in its own process (its wall time and peak RSS, read with ``os.
 the largest RSS of the process and the children it waited for), on a fresh ``datasets`` cache per size:
 
 1. ``load``: ``hf_dft_head.data.load_data`` + ``label_set_statistics`` (read, label names -> ids, vocabulary);
-2. ``features``: the bundled all-MiniLM-L6-v2 cut to one layer, ``training.compute_encoder_features`` on the
+2. ``features``: the bundled all-MiniLM-L6-v2 cut to one layer, ``encoder_features.compute_encoder_features`` on the
    train/validation/test rows train will use (fills the ``datasets`` cache ``hf-dft train`` then reads);
 3. ``train``: ``hf-dft train --freeze-encoder --encoder-layers 1 --max-length 16 --epochs 1`` per head (reads the
    cached data and features, one epoch, evaluation on validation, final validation + test evaluation);
@@ -207,21 +207,21 @@ def phase_features(data: Path, train_examples: int) -> str:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from hf_dft_head import DFTForMultiLabelClassification, training
+    from hf_dft_head import DFTForMultiLabelClassification, encoder_features, training_args, training_data
 
-    args = training.TrainingArguments(
+    args = training_args.DFTTrainingArguments(
         **vars(_data_arguments(data)), output_dir="unused", max_train_samples=train_examples, freeze_encoder=True
     )
     torch.set_num_threads(1)
-    loaded = training.load_training_data(args)
-    encoder_path = training.bundled_encoder_path()
+    loaded = training_data.load_training_data(args)
+    encoder_path = encoder_features.bundled_encoder_path()
     model = DFTForMultiLabelClassification.from_encoder(
         AutoModel.from_pretrained(encoder_path, num_hidden_layers=1),
         id2label=loaded.vocabulary.id2label,
         k=10,
         freeze_encoder=True,
     )
-    splits = training.compute_encoder_features(
+    splits = encoder_features.compute_encoder_features(
         model, AutoTokenizer.from_pretrained(encoder_path), loaded.dataset, max_length=16, batch_size=128
     )
     return f"{sum(len(split) for split in splits.values()):,} rows encoded (d = {model.config.hidden_size})"

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 import hf_dft_head  # noqa: F401  (registers the model with the Auto classes)
-from hf_dft_head import training
+from hf_dft_head import encoder_features, training_args, training_data
 from hf_dft_head.checkpoints import load_checkpoint
 from hf_dft_head.metrics.quality import macro_f1, micro_f1, multi_hot_from_label_ids
 from hf_dft_head.threshold_tuning import best_uniform_threshold, column_space_shift, tune_thresholds
@@ -42,20 +42,20 @@ def split_logits(checkpoint: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarr
     recorded = json.loads((checkpoint / "training_args.json").read_text())
     if not recorded.get("freeze_encoder"):
         raise SystemExit(f"{checkpoint} was not trained with --freeze-encoder: this benchmark reads cached features.")
-    fields = {f.name for f in training.TrainingArguments.__dataclass_fields__.values()}
-    args = training.TrainingArguments(**{key: value for key, value in recorded.items() if key in fields})
-    full = training.TrainingArguments(**{**vars(args), "max_train_samples": 1, "max_eval_samples": None})
-    loaded = training.load_training_data(full)  # the same splits, fingerprints and index column as training
+    fields = {f.name for f in training_args.DFTTrainingArguments.__dataclass_fields__.values()}
+    args = training_args.DFTTrainingArguments(**{key: value for key, value in recorded.items() if key in fields})
+    full = training_args.DFTTrainingArguments(**{**vars(args), "max_train_samples": 1, "max_eval_samples": None})
+    loaded = training_data.load_training_data(full)  # the same splits, fingerprints and index column as training
     model, tokenizer = load_checkpoint(checkpoint)
     if list(model.config.id2label.values()) != list(loaded.vocabulary.labels):
         raise SystemExit(f"{checkpoint}: the data's label vocabulary differs from the model's.")
     splits = datasets.DatasetDict({name: loaded.dataset[name] for name in SPLITS})
-    features = training.compute_encoder_features(model, tokenizer, splits, max_length=args.max_length)
+    features = encoder_features.compute_encoder_features(model, tokenizer, splits, max_length=args.max_length)
     out = {}
     for name in SPLITS:
-        table = features[name].with_format("numpy")
+        table = features[name].with_format("numpy")[encoder_features.FEATURES_COLUMN]
         with torch.no_grad():
-            logits = model.head(torch.from_numpy(np.asarray(table[training.FEATURES_COLUMN][:]))).double().numpy()
+            logits = model.head(torch.from_numpy(np.asarray(table[:]))).double().numpy()
         targets = multi_hot_from_label_ids(list(features[name]["labels"]), logits.shape[1]).astype(bool)
         out[name] = (logits, targets)
     return out, model

@@ -115,12 +115,13 @@ def reference_busy_share(windows: int = 8, seconds: float = 1.0) -> tuple[float,
 def child(loop: str, epochs: int, slack_dims: int, output_dir: str) -> None:
     """Train once in this process; print one JSON line with the rates and the peak RSS."""
     from hf_dft_head.console import configure_output
-    from hf_dft_head.training import ROW_LOADER_ENV, TrainingArguments, train
+    from hf_dft_head.training import ROW_LOADER_ENV, train
+    from hf_dft_head.training_args import DFTTrainingArguments
 
     if (os.environ.get(ROW_LOADER_ENV) == "1") != loop.startswith("old"):
         raise RuntimeError(f"loop {loop!r} needs {ROW_LOADER_ENV}=1 exactly when it is an old one")
     configure_output(quiet=True)
-    args = TrainingArguments(
+    args = DFTTrainingArguments(
         output_dir=output_dir,
         overwrite=True,
         freeze_encoder=True,

@@ -24,7 +24,8 @@ from .console import configure_output
 from .data import DataArguments, DataSpec, read_training_data_spec
 from .evaluation import evaluate_checkpoint
 from .output_checks import check_writable_file, check_writable_folder, write_json
-from .training import TrainingArguments, train
+from .training import train
+from .training_args import DFTTrainingArguments
 
 # Exit codes of `hf-dft verify` (0 and 2 are shared by every subcommand).
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL = 0, 1, 2, 3
@@ -124,7 +125,7 @@ def _dataclass_from(namespace: argparse.Namespace, cls):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    train(_dataclass_from(args, TrainingArguments))
+    train(_dataclass_from(args, DFTTrainingArguments))
     return EXIT_OK
 
 
@@ -308,7 +309,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, list, list[tuple], Callable[[argparse.Nam
         "Train a multi-label classifier (DFT, bottleneck or dense head) with Accelerate.",
         "Train on a Hub data set or local files; with no --dataset, on the bundled disaster-response messages with "
         "the bundled all-MiniLM-L6-v2 encoder.",
-        [TrainingArguments, ProgressArguments],
+        [DFTTrainingArguments, ProgressArguments],
         [],
         run_train,
     ),

@@ -55,6 +55,10 @@ FLOORS: list[tuple[str, set[str]]] = [
         },
     ),
     (
+        "training parts: options and checks, saved state, frozen encoder features, the run's data",
+        {"training_state", "training_args", "encoder_features", "training_data"},
+    ),
+    (
         "metrics loaded by evaluate.load (absolute imports of the installed package)",
         {"metrics.argmaxability.argmaxability", "metrics.multilabel_quality.multilabel_quality"},
     ),

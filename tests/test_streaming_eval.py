@@ -20,7 +20,8 @@ from hf_dft_head.metrics.quality import (
     threshold_predictions,
     top_k_label_ids,
 )
-from hf_dft_head.training import INDEX_COLUMN, evaluate
+from hf_dft_head.training import evaluate
+from hf_dft_head.training_data import INDEX_COLUMN
 
 
 class FixedLogits(torch.nn.Module):

@@ -21,9 +21,11 @@ from transformers import AutoModel
 from hf_dft_head import data as data_lib
 from hf_dft_head import training
 from hf_dft_head.cli import main as cli_main
+from hf_dft_head.encoder_features import FEATURES_COLUMN
 from hf_dft_head.feature_batches import InMemoryFeatures
 from hf_dft_head.layers import DFTHead
-from hf_dft_head.training import FEATURES_COLUMN, INDEX_COLUMN, TrainingArguments
+from hf_dft_head.training_args import DFTTrainingArguments
+from hf_dft_head.training_data import INDEX_COLUMN, build_dataloaders, feature_loaders
 
 NUM_LABELS = 7
 SEED = 5
@@ -57,10 +59,10 @@ def cached_split(rows: int, *, shuffled: bool = False) -> datasets.Dataset:
 
 def both_loaders(splits: datasets.DatasetDict, batch_size: int) -> tuple[dict, dict]:
     """(row loaders as before, in-memory loaders), built by the training module for the same arguments."""
-    args = TrainingArguments(output_dir="unused", batch_size=batch_size, eval_batch_size=batch_size + 1, seed=SEED)
+    args = DFTTrainingArguments(output_dir="unused", batch_size=batch_size, eval_batch_size=batch_size + 1, seed=SEED)
     columns = [FEATURES_COLUMN, data_lib.LABELS_COLUMN, INDEX_COLUMN]
-    rows = training._build_dataloaders(splits, data_lib.MultiLabelCollator(NUM_LABELS), args, columns, "numpy")
-    return rows, training.feature_loaders(splits, NUM_LABELS, args)
+    rows = build_dataloaders(splits, data_lib.MultiLabelCollator(NUM_LABELS), args, columns, "numpy")
+    return rows, feature_loaders(splits, NUM_LABELS, args)
 
 
 def prepared(loader, num_processes: int, process_index: int):

@@ -289,10 +289,11 @@ def test_overwrite_with_bad_input_keeps_the_old_run(toy_data, minilm_path, tmp_p
 def test_pos_weight_auto_and_from_a_file(toy_data, minilm_path, tmp_path, capsys):
     """--pos-weight auto: (negatives / positives) per label in train, clipped; a JSON file by label name."""
     from hf_dft_head.data import DataArguments, load_data
-    from hf_dft_head.training import TrainingArguments, positive_weights
+    from hf_dft_head.training_args import DFTTrainingArguments
+    from hf_dft_head.training_data import positive_weights
 
     loaded = load_data(DataArguments(data_files=[f"train={toy_data['train']}"], label_column="labels"))
-    args = TrainingArguments(output_dir=str(tmp_path / "unused"), pos_weight="auto", pos_weight_max=3.0)
+    args = DFTTrainingArguments(output_dir=str(tmp_path / "unused"), pos_weight="auto", pos_weight_max=3.0)
     weights = positive_weights(loaded, args)
     train_rows = len(loaded.dataset["train"])
     for i, name in enumerate(loaded.vocabulary.labels):
@@ -302,7 +303,7 @@ def test_pos_weight_auto_and_from_a_file(toy_data, minilm_path, tmp_path, capsys
 
     weight_file = tmp_path / "weights.json"
     weight_file.write_text(json.dumps({"water": 4.0, "fire": 0.5}))
-    file_args = TrainingArguments(output_dir=str(tmp_path / "unused"), pos_weight=str(weight_file))
+    file_args = DFTTrainingArguments(output_dir=str(tmp_path / "unused"), pos_weight=str(weight_file))
     by_name = dict(zip(loaded.vocabulary.labels, positive_weights(loaded, file_args).tolist()))
     assert by_name["water"] == 4.0 and by_name["fire"] == 0.5 and by_name["food"] == 1.0
 
@@ -320,15 +321,15 @@ def test_pos_weight_auto_and_from_a_file(toy_data, minilm_path, tmp_path, capsys
 def test_unset_options_take_the_defaults_of_the_training_mode(tmp_path):
     """learning rate, dropout, epochs and batch size left unset: the head-only recipe with --freeze-encoder, the usual
     fine-tuning values otherwise; a value given explicitly is kept, and the run records the values it used."""
-    from hf_dft_head.training import MODE_DEFAULTS, TrainingArguments, check_arguments
+    from hf_dft_head.training_args import MODE_DEFAULTS, DFTTrainingArguments, check_arguments
 
-    frozen = TrainingArguments(output_dir=str(tmp_path / "a"), freeze_encoder=True, epochs=2)
+    frozen = DFTTrainingArguments(output_dir=str(tmp_path / "a"), freeze_encoder=True, epochs=2)
     check_arguments(frozen)
     assert (frozen.learning_rate, frozen.dropout, frozen.batch_size, frozen.epochs) == (0.1, 0.0, 128, 2)
-    tuned = TrainingArguments(output_dir=str(tmp_path / "b"), learning_rate=5e-4)
+    tuned = DFTTrainingArguments(output_dir=str(tmp_path / "b"), learning_rate=5e-4)
     check_arguments(tuned)
     assert (tuned.learning_rate, tuned.dropout, tuned.batch_size, tuned.epochs) == (5e-4, 0.1, 32, 5)
     assert set(MODE_DEFAULTS["frozen_encoder"]) == set(MODE_DEFAULTS["fine_tuning"])
     assert json.loads(json.dumps(frozen.to_json()))["learning_rate"] == 0.1  # what training_args.json records
     with pytest.raises(ValueError, match="--learning-rate must be a number > 0"):
-        check_arguments(TrainingArguments(output_dir=str(tmp_path / "c"), learning_rate=0.0))
+        check_arguments(DFTTrainingArguments(output_dir=str(tmp_path / "c"), learning_rate=0.0))
