@@ -167,4 +167,6 @@ def test_no_command_holds_an_examples_by_labels_matrix(scale_run):
     # One (TEST_ROWS, n) float32 matrix is 800 MB; the in-memory path holds logits and targets (1.6 GB) on top of
     # the process (torch, transformers, datasets: about 0.5 GB). The streaming commands stay far below.
     one_matrix_mb = TEST_ROWS * NUM_LABELS * 4 / 2**20
-    assert scale_run["peak_mb"] < one_matrix_mb + 300, scale_run["peak_mb"]
+    # Measured 0.8-1.15 GB in all (the upper end on a busy machine); holding the split's logits and targets would
+    # need 1.5 GB on top of the process itself.
+    assert scale_run["peak_mb"] < one_matrix_mb + 500, scale_run["peak_mb"]
