@@ -180,7 +180,7 @@ def sign_change_count(indicator: np.ndarray) -> int:
     return int(np.sum(indicator[1:] != indicator[:-1]))
 
 
-@pytest.mark.parametrize("n,k", [(10, 1), (11, 2), (12, 2), (10, 3)])
+@pytest.mark.parametrize("n,k", [(10, 1), (11, 2), (10, 3)])
 def test_sign_change_rule_agrees_with_lp_on_all_label_sets(n, k):
     g = gale_matrix(n, k)
     bias = np.zeros(n)
