@@ -191,7 +191,8 @@ def phase_load(data: Path) -> str:
     loaded = data_lib.load_data(_data_arguments(data))
     statistics = data_lib.label_set_statistics(loaded, 10)
     rows = sum(len(split) for split in loaded.dataset.values())
-    return f"{rows:,} rows, {loaded.num_labels:,} labels, train mean {statistics['train']['mean_labels']:.2f} labels"
+    mean = statistics["train"]["mean_labels"]
+    return f"{rows:,} rows, {loaded.num_labels:,} labels, train file mean {mean:.2f} labels (cover rows included)"
 
 
 def phase_features(data: Path, train_examples: int) -> str:
