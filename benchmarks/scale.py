@@ -8,9 +8,11 @@ reads. Its label sets are realistic for extreme classification:
   exponent 0.5 over topics) and draws most of its labels from it by rank (Zipf exponent 1.1), the rest from a
   random topic -- so labels co-occur within a topic and a few labels are very frequent;
 * set sizes 1..30 with ``P(s) ~ s^-1.5`` (mean 4.3 before coverage);
-* every label occurs in train at least once (the product builds the vocabulary from the train split): a label no
-  set drew is added to a train set of its own topic that has room (sizes stay <= 30). The train file therefore has
-  ``max(--train-examples, n / 2)`` rows; ``--train-examples`` of them are trained on (``--max-train-samples``);
+* every label occurs in train at least once (the product builds the vocabulary from the train split): the train
+  file is ``--train-examples`` drawn rows -- the rows trained on (``--max-train-samples``), so their label sets have
+  the same distribution at every n -- followed by cover rows holding the labels no drawn row holds, up to 30 of one
+  topic per row (about n / 30 rows at n = 1M). The cover rows are read, labelled and counted in the vocabulary
+  (the ``load`` phase) but neither featurised nor trained on;
 * short texts: two topic words, the words of up to four of the set's labels, one noise word (pseudo-words from
   syllables), truncated to 16 tokens by ``--max-length 16``.
 
@@ -103,38 +105,28 @@ def synthetic_label_sets(
     return sets, set_topics
 
 
-def cover_every_label(
-    sets: list[list[int]], set_topics: np.ndarray, num_labels: int, generator: np.random.Generator
-) -> None:
-    """Add every label no set holds to a set of its own topic with room (else any set with room), in place."""
+def cover_rows(sets: list[list[int]], num_labels: int) -> tuple[list[list[int]], np.ndarray]:
+    """Rows that hold every label no set of ``sets`` holds, and the topic of each, ``(rows,)``.
+
+    The missing labels are grouped by topic and packed ``MAX_SET_SIZE`` to a row (a topic's labels are ids
+    ``t, t + topics, ...``), so at n = 1M about n / 30 rows carry the vocabulary instead of n / 2.
+    """
     seen = np.zeros(num_labels, dtype=bool)
     for label_set in sets:
         seen[label_set] = True
     missing = np.flatnonzero(~seen)
-    if len(missing) == 0:
-        return
     topics = max(1, num_labels // LABELS_PER_TOPIC)
-    by_topic: dict[int, list[int]] = {}
-    for row, topic in enumerate(set_topics.tolist()):
-        by_topic.setdefault(topic, []).append(row)
-    generator.shuffle(missing)
-    room = [row for row, label_set in enumerate(sets) if len(label_set) < MAX_SET_SIZE]
-    capacity = sum(MAX_SET_SIZE - len(sets[row]) for row in room)
-    if len(missing) > capacity:
-        raise ValueError(f"{len(missing)} labels to cover but room for {capacity} in {len(sets)} rows: use more rows.")
-    for label in missing.tolist():
-        candidates = by_topic.get(label % topics, [])
-        row = candidates[int(generator.integers(len(candidates)))] if candidates else None
-        while row is None or len(sets[row]) >= MAX_SET_SIZE:
-            slot = int(generator.integers(len(room)))
-            row = room[slot]
-            if len(sets[row]) >= MAX_SET_SIZE:  # full: drop it from the rows with room (swap with the last)
-                room[slot] = room[-1]
-                room.pop()
-                row = None
-        sets[row].append(label)
-    for label_set in sets:
-        label_set.sort()
+    missing = missing[np.argsort(missing % topics, kind="stable")]  # by topic, then by id
+    missing_topics = missing % topics
+    rows, row_topics = [], []
+    start = 0
+    while start < len(missing):
+        stop = min(start + MAX_SET_SIZE, len(missing))
+        stop = start + int(np.sum(missing_topics[start:stop] == missing_topics[start]))  # one topic per row
+        rows.append(missing[start:stop].tolist())
+        row_topics.append(int(missing_topics[start]))
+        start = stop
+    return rows, np.asarray(row_topics, dtype=np.int64)
 
 
 def synthetic_texts(sets: list[list[int]], set_topics: np.ndarray, generator: np.random.Generator) -> list[str]:
@@ -153,8 +145,12 @@ def synthetic_texts(sets: list[list[int]], set_topics: np.ndarray, generator: np
 def write_synthetic_dataset(
     folder: str | os.PathLike, num_labels: int, train_rows: int, eval_rows: tuple[int, int], seed: int = 0
 ) -> dict[str, Path]:
-    """Write ``train.jsonl`` (``train_rows`` rows, every label at least once), ``validation.jsonl`` and
-    ``test.jsonl`` (``eval_rows``) into ``folder``; returns ``{split: path}``. Deterministic for a seed."""
+    """Write ``train.jsonl``, ``validation.jsonl`` and ``test.jsonl`` into ``folder``; returns ``{split: path}``.
+
+    ``train.jsonl``: ``train_rows`` drawn rows (the rows trained on), then the cover rows of
+    :func:`cover_rows` (every label at least once in the file, so the product's train vocabulary has all n);
+    validation and test: ``eval_rows`` drawn rows. Deterministic for a seed.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     generator = np.random.default_rng(seed)
@@ -162,18 +158,14 @@ def write_synthetic_dataset(
     for split, rows in (("train", train_rows), ("validation", eval_rows[0]), ("test", eval_rows[1])):
         sets, topics = synthetic_label_sets(num_labels, rows, generator)
         if split == "train":
-            cover_every_label(sets, topics, num_labels, generator)
+            extra_sets, extra_topics = cover_rows(sets, num_labels)
+            sets, topics = sets + extra_sets, np.concatenate([topics, extra_topics])
         texts = synthetic_texts(sets, topics, generator)
         paths[split] = folder / f"{split}.jsonl"
         with open(paths[split], "w") as handle:
             for text, label_set in zip(texts, sets, strict=True):
                 handle.write(json.dumps({"text": text, "labels": [label_name(i) for i in label_set]}) + "\n")
     return paths
-
-
-def train_rows_for(num_labels: int, train_examples: int) -> int:
-    """Rows of the train file: enough that covering every label keeps the sets small (about two labels per row)."""
-    return max(train_examples, num_labels // 2)
 
 
 def dense_state_gb(num_labels: int, dim: int = 384) -> float:
@@ -199,7 +191,8 @@ def phase_load(data: Path) -> str:
     loaded = data_lib.load_data(_data_arguments(data))
     statistics = data_lib.label_set_statistics(loaded, 10)
     rows = sum(len(split) for split in loaded.dataset.values())
-    return f"{rows:,} rows, {loaded.num_labels:,} labels, train mean {statistics['train']['mean_labels']:.2f} labels"
+    mean = statistics["train"]["mean_labels"]
+    return f"{rows:,} rows, {loaded.num_labels:,} labels, train file mean {mean:.2f} labels (cover rows included)"
 
 
 def phase_features(data: Path, train_examples: int) -> str:
@@ -347,8 +340,11 @@ def main() -> None:
         data = size_dir / "data"
         env = {**os.environ, "HF_DATASETS_CACHE": str(size_dir / "datasets_cache"), "TOKENIZERS_PARALLELISM": "false"}
         start = time.perf_counter()
-        train_rows = train_rows_for(num_labels, args.train_examples)
-        write_synthetic_dataset(data, num_labels, train_rows, (args.validation_examples, args.test_examples))
+        paths = write_synthetic_dataset(
+            data, num_labels, args.train_examples, (args.validation_examples, args.test_examples)
+        )
+        with open(paths["train"]) as handle:
+            train_rows = sum(1 for _ in handle)
         print(
             f"| {num_labels:,} | - | write data (not timed per phase) | {time.perf_counter() - start:.1f} | - | - | "
             f"{train_rows:,} train rows |",

@@ -342,6 +342,26 @@ def test_tokenisation_is_cached_by_fingerprint(tmp_path, tokenizer):
     )
 
 
+def test_label_cache_key_follows_the_vocabulary(tmp_path):
+    """The names -> ids step is cached under a digest of label2id: the same names with two ids swapped must not be
+    served the other vocabulary's cached ids, and the same vocabulary again must be served from the cache."""
+    files = _write_splits(tmp_path, "names", _write_jsonl, ".jsonl")
+    cache = tmp_path / "cache"
+    swapped = ["bio", "art", "chem", "math", "zoo"]  # ids of "art" and "bio" exchanged
+    loads = {
+        order: load_multilabel_dataset(data_files=files, label_column="tags", label_names=names, cache_dir=cache)
+        for order, names in (("sorted", ALL_NAMES), ("swapped", swapped))
+    }
+    for loaded in loads.values():
+        for split, rows in ROWS.items():  # the reference: the file's names, looked up in this vocabulary
+            expected = [sorted(loaded.vocabulary.labels.index(name) for name in names) for _, names in rows]
+            assert loaded.dataset[split]["labels"][:] == expected
+    assert loads["sorted"].dataset["train"]._fingerprint != loads["swapped"].dataset["train"]._fingerprint
+    again = load_multilabel_dataset(data_files=files, label_column="tags", label_names=swapped, cache_dir=cache)
+    assert again.dataset["train"]._fingerprint == loads["swapped"].dataset["train"]._fingerprint
+    assert again.dataset["train"].cache_files == loads["swapped"].dataset["train"].cache_files
+
+
 def test_collator_pads_and_densifies(tokenizer):
     texts = ["short", "a somewhat longer sentence with more tokens", "mid length text"]
     label_ids = [[3], [0, 2, 3], []]
