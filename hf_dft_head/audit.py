@@ -38,13 +38,7 @@ from . import data, sharding
 # DEFAULT_EPSILON: a set is epsilon-argmaxable when its Chebyshev radius is at least epsilon * box.
 # DEFAULT_BOX: the box used when nothing bounds the head's input features (the LP is homogeneous without one).
 from .argmax import ARGMAXABLE, DEFAULT_BOX, DEFAULT_EPSILON, UNARGMAXABLE, UNDECIDED, Verdict
-from .argmax.radii import (
-    RADIUS_ROW_BUDGET,
-    RadiusPolicyResult,
-    radius_sample_size,  # noqa: F401  (the audit's name for it; moved to argmax.radii)
-    verify_with_radius_policy,
-)
-from .argmax.radii import sets_digest as _sets_digest
+from .argmax.radii import RADIUS_ROW_BUDGET, RadiusPolicyResult, sets_digest, verify_with_radius_policy
 from .argmax.summary import summarise_audit_verdicts
 from .checkpoints import load_checkpoint
 from .metrics.quality import QualityAccumulator
@@ -452,7 +446,7 @@ def _verifier_settings(
             "sample_size": len(chosen),
             "seed": int(radius_seed) if computed_for == "sample" else None,
             "requested": radius_sample,
-            "sampled_sets_sha256": _sets_digest([label_sets[i] for i in chosen]) if computed_for == "sample" else None,
+            "sampled_sets_sha256": sets_digest([label_sets[i] for i in chosen]) if computed_for == "sample" else None,
             "rule": "the radius of every set the LP decides comes from its LP; of the argmaxable sets the DFT rule "
             f"decides, all while sets x labels <= {RADIUS_ROW_BUDGET:,}, else a sample of {RADIUS_ROW_BUDGET:,} // "
             "labels (at least 1) or --radius-sample sets, drawn with numpy.random.default_rng(seed) from the distinct "

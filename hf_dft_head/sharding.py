@@ -25,8 +25,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import hashlib
-import json
 import os
 import sys
 import time
@@ -38,6 +36,7 @@ from accelerate import PartialState
 from accelerate.utils import gather_object
 
 from .argmax import VerificationResult, verify_label_sets
+from .argmax.radii import sets_digest
 
 #: How long a process waits at a gather for the others (a hung process fails the launch after this). The shares are
 #: balanced (round robin over sets ordered by size), so the wait is the imbalance between shares, not an audit's
@@ -120,10 +119,6 @@ def cores_per_process(cores: int) -> int:
     return max(1, cores // current().local_count)
 
 
-def _digest(label_sets: Sequence[Sequence[int]]) -> str:
-    return hashlib.sha256(json.dumps([[int(i) for i in s] for s in label_sets]).encode()).hexdigest()
-
-
 def verify_label_sets_sharded(label_sets: Sequence[Sequence[int]], **engine: Any) -> VerificationResult:
     """:func:`~hf_dft_head.argmax.verify_label_sets` of ``label_sets`` (id lists), shared over :func:`current`.
 
@@ -138,7 +133,7 @@ def verify_label_sets_sharded(label_sets: Sequence[Sequence[int]], **engine: Any
     positions = list(processes.share(len(label_sets)))
     engine["progress"] = bool(engine.get("progress", True)) and processes.is_main
     answer = verify_label_sets(label_sets=[label_sets[i] for i in positions], **engine)
-    shares = processes.gather((_digest(label_sets), positions, answer.verdicts))
+    shares = processes.gather((sets_digest(label_sets), positions, answer.verdicts))
     if len({digest for digest, _, _ in shares}) > 1:
         raise RuntimeError(
             "The launched processes were given different label sets to verify (their predictions on the split "

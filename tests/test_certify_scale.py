@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import hf_dft_head.argmax.lp as lp
+import hf_dft_head.argmax.radii as radii
 import hf_dft_head.argmax.verify as engine
 from hf_dft_head import audit
 from hf_dft_head.argmax import verify_label_sets
@@ -107,7 +108,7 @@ def test_radius_sample_is_seeded_stated_and_equals_the_per_set_lp(small_case) ->
         "seed": 3,
         "requested": 5,
         "rule_decided_argmaxable_sets": len(population),
-        "sampled_sets_sha256": audit._sets_digest([sets[i] for i in chosen]),
+        "sampled_sets_sha256": radii.sets_digest([sets[i] for i in chosen]),
     }
     # Same seed, same sample; another seed, another one; 0, none.
     assert audit.verify_sets(head, sets, VerifierOptions(radius_sample=5, radius_seed=3), progress=False)[1] == settings
@@ -123,13 +124,13 @@ def test_radius_sample_is_seeded_stated_and_equals_the_per_set_lp(small_case) ->
 
 
 def test_default_sample_fits_the_row_budget() -> None:
-    assert audit.RADIUS_ROW_BUDGET == 250_000
-    assert audit.radius_sample_size(None, 1000, 1_000_000) == 1
-    assert audit.radius_sample_size(None, 1000, 100_000) == 2
-    assert audit.radius_sample_size(None, 1000, 10_000) == 25
-    assert audit.radius_sample_size(None, 1000, 250) == 1000
-    assert audit.radius_sample_size(None, 20, 10_000) == 20
-    assert audit.radius_sample_size(7, 40, 10_000) == 7 and audit.radius_sample_size(0, 40, 60) == 0
+    assert radii.RADIUS_ROW_BUDGET == 250_000
+    assert radii.radius_sample_size(None, 1000, 1_000_000) == 1
+    assert radii.radius_sample_size(None, 1000, 100_000) == 2
+    assert radii.radius_sample_size(None, 1000, 10_000) == 25
+    assert radii.radius_sample_size(None, 1000, 250) == 1000
+    assert radii.radius_sample_size(None, 20, 10_000) == 20
+    assert radii.radius_sample_size(7, 40, 10_000) == 7 and radii.radius_sample_size(0, 40, 60) == 0
 
 
 def test_rule_decides_a_200k_label_head_without_an_lp_per_set() -> None:
