@@ -37,7 +37,7 @@ from . import data, sharding
 
 # DEFAULT_EPSILON: a set is epsilon-argmaxable when its Chebyshev radius is at least epsilon * box.
 # DEFAULT_BOX: the box used when nothing bounds the head's input features (the LP is homogeneous without one).
-from .argmax import ARGMAXABLE, DEFAULT_BOX, DEFAULT_EPSILON, UNARGMAXABLE, UNDECIDED, Verdict
+from .argmax import ARGMAXABLE, DEFAULT_BOX, DEFAULT_EPSILON, RULE_REJECTED_ROWS, UNARGMAXABLE, UNDECIDED, Verdict
 from .argmax.radii import RADIUS_ROW_BUDGET, RadiusPolicyResult, sets_digest, verify_with_radius_policy
 from .argmax.summary import summarise_audit_verdicts
 from .checkpoints import load_checkpoint
@@ -78,10 +78,18 @@ class VerifierOptions:
         metadata={
             "help": "DFT heads: how many of the argmaxable sets the rule decides get their radius by LP, a random "
             "sample drawn with --radius-seed (0: none; default: all of them while sets x labels <= "
-            f"{RADIUS_ROW_BUDGET:,}, else {RADIUS_ROW_BUDGET:,} // labels, at least 1)"
+            f"{RADIUS_ROW_BUDGET:,}, else {RADIUS_ROW_BUDGET:,} // labels: none above {RADIUS_ROW_BUDGET:,} labels)"
         },
     )
     radius_seed: int = field(default=0, metadata={"help": "seed of the radius sample (see --radius-sample)"})
+    rule_rejected_rows: int = field(
+        default=RULE_REJECTED_ROWS,
+        metadata={
+            "help": "pure DFT heads with more labels: a set the rule rejects whose 2k+2-row certificate fails for the "
+            "stored G is tried by an LP over this many rows around it, not all n (its proofs hold for the whole head; "
+            f"what it cannot prove stays undecided); 0: all rows (default {RULE_REJECTED_ROWS:,})"
+        },
+    )
     predictions: bool = field(
         default=True,
         metadata={"help": "also verify the label sets the model predicts on the split (--no-predictions: gold only)"},
@@ -104,6 +112,8 @@ class VerifierOptions:
             raise ValueError(f"--workers must be >= 1, got {self.workers} (leave it out for every available core).")
         if self.radius_sample is not None and self.radius_sample < 0:
             raise ValueError(f"--radius-sample must be >= 0, got {self.radius_sample} (0: no radii).")
+        if self.rule_rejected_rows < 0:
+            raise ValueError(f"--rule-rejected-rows must be >= 0, got {self.rule_rejected_rows} (0: all rows).")
 
     def recorded(self) -> dict[str, Any]:
         """The options that decide the results (``workers`` does not), JSON-ready."""
@@ -375,6 +385,7 @@ def verify_sets(
         "box": used_box,
         "dtype": head.model_dtype,
         "n_jobs": resolve_workers(workers, head),
+        "rule_rejected_rows": options.rule_rejected_rows,
     }
     # The rule's "yes" is taken as is (rule_only); the LP runs only where the rule does not decide, radii by policy.
     # Under `accelerate launch` the sets are shared over the processes and the verdicts gathered (same result).
@@ -449,8 +460,8 @@ def _verifier_settings(
             "sampled_sets_sha256": sets_digest([label_sets[i] for i in chosen]) if computed_for == "sample" else None,
             "rule": "the radius of every set the LP decides comes from its LP; of the argmaxable sets the DFT rule "
             f"decides, all while sets x labels <= {RADIUS_ROW_BUDGET:,}, else a sample of {RADIUS_ROW_BUDGET:,} // "
-            "labels (at least 1) or --radius-sample sets, drawn with numpy.random.default_rng(seed) from the distinct "
-            "sets ordered by (size, ids)"
+            "labels (none above that many labels) or --radius-sample sets, drawn with numpy.random.default_rng(seed) "
+            "from the distinct sets ordered by (size, ids)"
             if radii
             else "none: --rule-only takes the rule's yes without an LP",
         },

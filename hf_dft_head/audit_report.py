@@ -37,7 +37,7 @@ def format_summary(report: dict[str, Any]) -> str:
             f"{radius['rule_decided_argmaxable_sets']} (seed {radius['seed']}; --radius-sample sets the size)"
         )
     elif radius.get("computed_for") == "none" and radius.get("rule_decided_argmaxable_sets"):
-        lines.append("Radii of the sets the DFT rule decides: not computed")
+        lines.append("Radii of the sets the DFT rule decides: not computed (--radius-sample N computes N)")
     for part in ("gold", "predicted"):
         figures = report.get(part)
         if not figures:

@@ -281,7 +281,7 @@ def code_section(checkpoint: Path, files: list[str]) -> tuple[dict[str, Any] | N
     if not isinstance(config, dict) or config.get("model_type") != DFTConfig.model_type:
         return None, []
     code, code_problems = check_code_files(checkpoint, files)
-    auto_maps, map_problems = check_auto_maps(checkpoint)
+    auto_maps, map_problems = check_auto_maps(checkpoint, config)
     problems = code_problems + map_problems
     return {**code, **auto_maps, "passed": not problems}, problems
 

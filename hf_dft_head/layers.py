@@ -116,6 +116,7 @@ class DFTLayer(nn.Module):
         self.slack = nn.Parameter(torch.zeros(num_labels, slack_dims)) if slack_dims > 0 else None
         self._gale_cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
         self._order_cache: dict[torch.device, torch.Tensor] = {}
+        self._rows_cache: np.ndarray | None = None
 
     @property
     def in_features(self) -> int:
@@ -132,13 +133,20 @@ class DFTLayer(nn.Module):
         key = (torch.device(device) if device is not None else torch.device("cpu"), dtype)
         if key not in self._gale_cache:
             # Computed in float64 then cast, so every dtype gets the correctly rounded matrix.
-            self._gale_cache[key] = torch.from_numpy(self.gale_rows()).to(*key)
+            self._gale_cache[key] = torch.from_numpy(self.gale_rows().copy()).to(*key)  # gale_rows is read-only
         return self._gale_cache[key]
 
     def gale_rows(self) -> np.ndarray:
-        """``G[label_order]`` in float64 numpy, ``(n, 2k + 1)``: row ``i`` is the Gale row of label ``i``'s position."""
-        gale = gale_matrix(self.num_labels, self.k)
-        return gale if self.label_order is None else gale[self.label_order]
+        """``G[label_order]`` in float64 numpy, ``(n, 2k + 1)``: row ``i`` is the Gale row of label ``i``'s position.
+
+        Computed once per layer and read-only (certify reads it five times; at n = 1M each computation takes ~1 s).
+        """
+        if self._rows_cache is None:
+            gale = gale_matrix(self.num_labels, self.k)
+            rows = gale if self.label_order is None else gale[self.label_order]
+            rows.setflags(write=False)
+            self._rows_cache = rows
+        return self._rows_cache
 
     def _positions(self, device: torch.device) -> torch.Tensor:
         if device not in self._order_cache:

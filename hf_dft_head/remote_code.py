@@ -102,9 +102,11 @@ def check_code_files(folder: str | os.PathLike, files: list[str]) -> tuple[dict[
     return summary, problems
 
 
-def check_auto_maps(folder: str | os.PathLike) -> tuple[dict[str, Any], list[str]]:
+def check_auto_maps(
+    folder: str | os.PathLike, config: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """``config.json``'s ``auto_map`` must be the package's own, with no ``custom_pipelines``; tokenizer files must
-    ship no ``auto_map``.
+    ship no ``auto_map``. ``config``: ``config.json`` already parsed (at 1M labels parsing it takes seconds).
 
     An ``auto_map`` entry can name a class in *another* repo (``"user/repo--module.Class"``), or a module that was
     not checked; a tokenizer ``auto_map`` makes ``AutoTokenizer`` run code too, and ``custom_pipelines`` the
@@ -112,7 +114,8 @@ def check_auto_maps(folder: str | os.PathLike) -> tuple[dict[str, Any], list[str
     """
     folder = Path(folder)
     problems = []
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    if config is None:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     auto_map = config.get("auto_map") or {}
     expected = expected_auto_map()
     if auto_map != expected:
@@ -186,32 +189,50 @@ def probe_remote_code(folder: str | os.PathLike, model, tokenizer, *, max_length
     depends only on the folder's bytes, so it is remembered for this process under their digest (a second
     verification of the same files, e.g. by ``push`` after ``verify``, does not start another interpreter).
     """
-    key = _probe_key(Path(folder), max_length)
-    if key not in _PROBE_RESULTS:
-        _PROBE_RESULTS[key] = _run_probe(Path(folder), model, tokenizer, max_length)
-    return dict(_PROBE_RESULTS[key])
+    return RemoteProbe(folder, model, tokenizer, max_length=max_length).result()
 
 
-def _run_probe(folder: Path, model, tokenizer, max_length: int) -> dict[str, Any]:
-    projection = model.head_projection()
-    width = model.effective_head()[0].shape[1]
-    features = probe_features(width, projection[0].shape[1] if projection is not None else width)
-    expected = reference_head_logits(model, features)
-    section: dict[str, Any] = {
-        "probe": f"{features.shape[0]} seeded N(0, 1) feature vectors and {len(PROBE_TEXTS)} probe texts, "
-        "loaded with trust_remote_code=True in a process that cannot import hf_dft_head",
-        "float64_tolerance": FLOAT64_TOLERANCE,
-        "text_tolerance": TEXT_TOLERANCE,
-    }
-    with tempfile.TemporaryDirectory(prefix="hf_dft_probe_") as scratch:
-        scratch = Path(scratch)
+class RemoteProbe:
+    """:func:`probe_remote_code` started now, its section read later: the probe interpreter runs while this process
+    does other work (``certify`` audits meanwhile, on the other core), and ``result()`` waits for it.
+
+    Use as a context manager, or call ``result()`` (or ``cancel()``) exactly once: the probe's scratch folder and
+    process live until then.
+    """
+
+    def __init__(self, folder: str | os.PathLike, model, tokenizer, *, max_length: int = 128) -> None:
+        self.folder, self.model, self.tokenizer, self.max_length = Path(folder), model, tokenizer, max_length
+        self.key = _probe_key(self.folder, max_length)
+        self._process: subprocess.Popen | None = None
+        self._scratch: tempfile.TemporaryDirectory | None = None
+        projection = model.head_projection()
+        width = model.effective_head()[0].shape[1]
+        self._features = probe_features(width, projection[0].shape[1] if projection is not None else width)
+        self._section: dict[str, Any] = {
+            "probe": f"{self._features.shape[0]} seeded N(0, 1) feature vectors and {len(PROBE_TEXTS)} probe texts, "
+            "loaded with trust_remote_code=True in a process that cannot import hf_dft_head",
+            "float64_tolerance": FLOAT64_TOLERANCE,
+            "text_tolerance": TEXT_TOLERANCE,
+        }
+        if self.key not in _PROBE_RESULTS:
+            self._start()
+
+    def __enter__(self) -> RemoteProbe:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.cancel()
+
+    def _start(self) -> None:
+        self._scratch = tempfile.TemporaryDirectory(prefix="hf_dft_probe_")
+        scratch = Path(self._scratch.name)
         script = Path(shutil.copy(PROBE_SCRIPT, scratch / "probe.py"))
-        np.save(scratch / "features.npy", features)
+        np.save(scratch / "features.npy", self._features)
         request = {
-            "checkpoint": str(Path(folder).resolve()),
+            "checkpoint": str(self.folder.resolve()),
             "features": str(scratch / "features.npy"),
             "texts": list(PROBE_TEXTS),
-            "max_length": max_length,
+            "max_length": self.max_length,
             "output": str(scratch / "out.npz"),
         }
         (scratch / "request.json").write_text(json.dumps(request), encoding="utf-8")
@@ -223,52 +244,84 @@ def _run_probe(folder: Path, model, tokenizer, max_length: int) -> dict[str, Any
             "PYTHONNOUSERSITE": "1",
         }
         environment.pop("PYTHONPATH", None)
-        try:
-            completed = subprocess.run(
+        # Output to a file, not a pipe: nobody reads a pipe while the probe runs, and a full one would stall it.
+        with open(scratch / "probe.log", "w", encoding="utf-8") as log:
+            self._process = subprocess.Popen(
                 [sys.executable, str(script), str(scratch / "request.json")],
                 cwd=scratch,
                 env=environment,
                 stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=PROBE_TIMEOUT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
+
+    def cancel(self) -> None:
+        """Stop the probe if it still runs and remove its scratch folder (no section)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None
+
+    def result(self) -> dict[str, Any]:
+        """The ``checks.remote_code`` section (waits for the probe interpreter, at most ``PROBE_TIMEOUT`` s)."""
+        if self.key not in _PROBE_RESULTS:
+            try:
+                _PROBE_RESULTS[self.key] = self._finish()
+            finally:
+                self.cancel()
+        return dict(_PROBE_RESULTS[self.key])
+
+    def _finish(self) -> dict[str, Any]:
+        section, process = dict(self._section), self._process
+        if process is None:
+            raise RuntimeError("RemoteProbe.result() after cancel(): start a new probe.")
+        try:
+            process.wait(timeout=PROBE_TIMEOUT)
         except subprocess.TimeoutExpired:
             return {**section, "passed": False, "error": f"the probe took more than {PROBE_TIMEOUT} s"}
-        if completed.returncode != 0:
-            last = (completed.stderr.strip().splitlines() or ["no output"])[-1]
+        scratch = Path(self._scratch.name)
+        if process.returncode != 0:
+            output = (scratch / "probe.log").read_text(encoding="utf-8", errors="replace")
+            last = (output.strip().splitlines() or ["no output"])[-1]
             return {**section, "passed": False, "error": f"loading with the checkpoint's own code failed: {last}"}
         outputs = np.load(scratch / "out.npz")
         summary = json.loads((scratch / "out.npz.json").read_text(encoding="utf-8"))
         logits64, dtype_logits = outputs["logits64"], outputs["dtype_logits"]
         remote_ids, remote_text_logits = outputs["input_ids"], outputs["text_logits"]
-    package_ids, package_logits = package_text_logits(model, tokenizer, max_length) if tokenizer else (None, None)
-    dtype = summary["dtype"]
-    float64_error = relative_error(logits64, expected)
-    dtype_error = relative_error(dtype_logits, expected)
-    dtype_tolerance = DTYPE_TOLERANCE.get(dtype, 1e-4)
-    text_error = (
-        relative_error(remote_text_logits, package_logits)
-        if package_ids is not None and np.array_equal(package_ids, remote_ids)
-        else float("inf")
-    )
-    loaded_from_checkpoint = summary["module"].startswith("transformers_modules.") and summary["package_blocked"]
-    section.update(
-        loaded_class=f"{summary['module'].split('.')[-1]}.{summary['class']}",
-        loaded_from_checkpoint_code=loaded_from_checkpoint,
-        dtype=dtype,
-        float64_max_relative_error=float64_error,
-        dtype_max_relative_error=dtype_error,
-        dtype_tolerance=dtype_tolerance,
-        text_max_relative_error=text_error,
-        passed=bool(
-            loaded_from_checkpoint
-            and float64_error <= FLOAT64_TOLERANCE
-            and dtype_error <= dtype_tolerance
-            and text_error <= TEXT_TOLERANCE
-        ),
-    )
-    return section
+        model, tokenizer = self.model, self.tokenizer
+        expected = reference_head_logits(model, self._features)
+        package_ids, package_logits = (
+            package_text_logits(model, tokenizer, self.max_length) if tokenizer else (None, None)
+        )
+        dtype = summary["dtype"]
+        float64_error = relative_error(logits64, expected)
+        dtype_error = relative_error(dtype_logits, expected)
+        dtype_tolerance = DTYPE_TOLERANCE.get(dtype, 1e-4)
+        text_error = (
+            relative_error(remote_text_logits, package_logits)
+            if package_ids is not None and np.array_equal(package_ids, remote_ids)
+            else float("inf")
+        )
+        loaded_from_checkpoint = summary["module"].startswith("transformers_modules.") and summary["package_blocked"]
+        section.update(
+            loaded_class=f"{summary['module'].split('.')[-1]}.{summary['class']}",
+            loaded_from_checkpoint_code=loaded_from_checkpoint,
+            dtype=dtype,
+            float64_max_relative_error=float64_error,
+            dtype_max_relative_error=dtype_error,
+            dtype_tolerance=dtype_tolerance,
+            text_max_relative_error=text_error,
+            passed=bool(
+                loaded_from_checkpoint
+                and float64_error <= FLOAT64_TOLERANCE
+                and dtype_error <= dtype_tolerance
+                and text_error <= TEXT_TOLERANCE
+            ),
+        )
+        return section
 
 
 def remote_code_problems(section: dict[str, Any]) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.optimize import linprog
 
 import hf_dft_head.argmax.lp as lp
 import hf_dft_head.argmax.radii as radii
@@ -125,7 +126,8 @@ def test_radius_sample_is_seeded_stated_and_equals_the_per_set_lp(small_case) ->
 
 def test_default_sample_fits_the_row_budget() -> None:
     assert radii.RADIUS_ROW_BUDGET == 250_000
-    assert radii.radius_sample_size(None, 1000, 1_000_000) == 1
+    assert radii.radius_sample_size(None, 1000, 1_000_000) == 0  # one radius LP over 1M rows: ~15 s
+    assert radii.radius_sample_size(None, 1000, 250_000) == 1
     assert radii.radius_sample_size(None, 1000, 100_000) == 2
     assert radii.radius_sample_size(None, 1000, 10_000) == 25
     assert radii.radius_sample_size(None, 1000, 250) == 1000
@@ -253,3 +255,81 @@ def test_constraint_generation_over_budget_falls_back_to_one_full_lp(monkeypatch
     assert ("budget" in {kind for _, kind in calls}) and calls[-1] == (n, "optimal"), calls
     assert verdict.status == "argmaxable" and verdict.radius_exact
     assert verdict.relative_radius == pytest.approx(reference[0].relative_radius, rel=1e-6)
+
+
+def lp_margin_over_all_rows(weight: np.ndarray, labels) -> float:
+    """Independent reference (scipy's linprog, not the engine): max t with sigma_i w_i . x >= t, |x|_inf <= 1, t <= 1.
+    Rows scaled to unit norm; positive (beyond HiGHS's 1e-7 feasibility tolerance) iff the bias-free head realises
+    the set."""
+    weight = weight / np.linalg.norm(weight, axis=1, keepdims=True)
+    n, m = weight.shape
+    signs = -np.ones(n)
+    signs[list(labels)] = 1.0
+    # Variables (x, t); constraints -sigma_i w_i . x + t <= 0.
+    a_ub = np.c_[-(signs[:, None] * weight), np.ones(n)]
+    result = linprog(
+        np.r_[np.zeros(m), -1.0], A_ub=a_ub, b_ub=np.zeros(n), bounds=[(-1, 1)] * m + [(None, 1)], method="highs"
+    )
+    assert result.status == 0, result.message
+    return -result.fun
+
+
+def test_rows_around_a_set_hold_its_labels_their_circle_neighbours_and_a_spread() -> None:
+    n, k = 5000, 2
+    head = engine.prepare_head(
+        gale_matrix(n, k)[np.random.default_rng(1).permutation(n)],
+        None,
+        dft_k=k,
+        label_order=np.random.default_rng(1).permutation(n),
+    )
+    labels = np.array(sorted(np.random.default_rng(2).choice(n, 9, replace=False)))
+    rows = engine.rows_around_set(head, labels, 200)
+    assert np.all(np.diff(rows) > 0) and len(rows) <= 200 and set(labels) <= set(rows.tolist())
+    positions = set(head.label_order[rows].tolist())
+    for p in head.label_order[labels]:  # the circle neighbours, not the id neighbours
+        assert {(p - 1) % n, (p + 1) % n} <= positions
+    spread = sorted(positions)
+    assert max(np.diff(spread)) < 2 * n / 100  # about half the budget evenly around the circle
+    # A set too large for the budget keeps its labels and their two neighbours.
+    big = np.arange(0, n, 20)
+    assert set(big) <= set(engine.rows_around_set(head, big, 100).tolist())
+
+
+def test_rule_rejected_sets_decided_on_a_row_budget_agree_with_all_rows(monkeypatch) -> None:
+    """With the 2k + 2-row certificates turned off, every rule-rejected set goes to the LP: on 300 of 6,000 rows it
+    must give the all-rows verdicts, its certificates must hold for the whole head, and it must agree with scipy."""
+    n, k = 6000, 2
+    weight = gale_matrix(n, k)
+    generator = np.random.default_rng(3)
+    sets = [sorted(generator.choice(n, int(size), replace=False).tolist()) for size in generator.integers(4, 12, 12)]
+    sets += [sorted(int(i) for i in (100 + generator.choice(60, 7, replace=False)))]  # bunched on the circle
+    monkeypatch.setattr(engine, "RULE_CERTIFICATE_ATTEMPTS", 0)
+    budget = verify_label_sets(weight, None, sets, dft_k=k, progress=False, rule_rejected_rows=300)
+    full = verify_label_sets(weight, None, sets, dft_k=k, progress=False, rule_rejected_rows=None)
+    assert budget.settings.rule_rejected_rows == 300 and full.settings.rule_rejected_rows is None
+    assert [v.status for v in budget] == [v.status for v in full]
+    assert budget.counts()["unargmaxable"] >= 10
+    for labels, verdict in zip(sets, budget):
+        assert changes_on_circle(labels, np.arange(n), n) > 2 * k
+        assert "LP over" in verdict.reason and "of 6,000 rows" in verdict.reason
+        if verdict.status == "unargmaxable":
+            rows, y = verdict.certificate_rows, verdict.certificate
+            signs = np.where(np.isin(rows, labels), 1.0, -1.0)
+            assert np.all(y > 0) and np.abs((y * signs) @ weight[rows]).max() < 1e-12  # rows of the whole head
+            assert lp_margin_over_all_rows(weight, labels) < 1e-6
+    # The budget is only for pure DFT heads above it: at or below it every row is used.
+    small = verify_label_sets(weight, None, sets[:2], dft_k=k, progress=False, rule_rejected_rows=n)
+    assert all("LP over" not in v.reason for v in small)
+    with pytest.raises(ValueError, match="rule_rejected_rows must be >= 0"):
+        verify_label_sets(weight, None, sets[:1], dft_k=k, progress=False, rule_rejected_rows=-1)
+
+
+def test_rule_rejected_rows_is_an_audit_option_recorded_for_verify() -> None:
+    from hf_dft_head.certificate import _recorded_options
+
+    assert VerifierOptions().rule_rejected_rows == engine.RULE_REJECTED_ROWS == 4096
+    assert VerifierOptions(rule_rejected_rows=0).recorded()["rule_rejected_rows"] == 0
+    with pytest.raises(ValueError, match="--rule-rejected-rows must be >= 0"):
+        VerifierOptions(rule_rejected_rows=-5)
+    # verify replays the recorded budget, not its own default.
+    assert _recorded_options({"options": {"rule_rejected_rows": 512}}, None).rule_rejected_rows == 512

@@ -25,6 +25,7 @@ from .rule import (
 from .summary import summarise_audit_verdicts, summarize_verdicts
 from .verify import (
     ARGMAXABLE,
+    RULE_REJECTED_ROWS,
     UNARGMAXABLE,
     UNDECIDED,
     Head,
@@ -40,6 +41,7 @@ __all__ = [
     "CERTIFICATE_TOLERANCE",
     "DEFAULT_BOX",
     "DEFAULT_EPSILON",
+    "RULE_REJECTED_ROWS",
     "SOLVER_TOLERANCE",
     "UNARGMAXABLE",
     "UNDECIDED",

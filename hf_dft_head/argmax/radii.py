@@ -4,8 +4,9 @@ The sign-change rule decides a DFT head's sets in microseconds, but the radius o
 one LP over all ``n`` rows (seconds at ``n = 1e5``, tens of seconds at ``1e6``). :func:`verify_with_radius_policy`
 therefore runs the engine with the rule's "yes" taken as is, keeps the radius of every set the LP decided (from
 that LP), and computes the radii of the rule-decided argmaxable sets for all of them while ``sets x n`` stays
-within :data:`RADIUS_ROW_BUDGET` label rows, else for a seeded random sample of ``RADIUS_ROW_BUDGET // n`` sets (at
-least one), or for a requested number of them (0: none).
+within :data:`RADIUS_ROW_BUDGET` label rows, else for a seeded random sample of ``RADIUS_ROW_BUDGET // n`` sets (none
+above ``n = 250,000``, where one radius costs more than the budget: ~15 s at ``n = 1e6``), or for a requested number
+of them (0: none).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ RADIUS_ROW_BUDGET = 250_000
 
 def radius_sample_size(requested: int | None, population: int, num_labels: int) -> int:
     """How many of ``population`` rule-decided argmaxable sets get a radius LP (see ``RADIUS_ROW_BUDGET``)."""
-    wanted = max(1, RADIUS_ROW_BUDGET // max(num_labels, 1)) if requested is None else int(requested)
+    wanted = RADIUS_ROW_BUDGET // max(num_labels, 1) if requested is None else int(requested)
     return min(population, wanted)
 
 

@@ -209,15 +209,21 @@ def _rank_top_k(chunk: np.ndarray, k: int) -> np.ndarray:
     kth_score = top_scores.min(axis=1, keepdims=True)
     tied_rows = np.flatnonzero((chunk >= kth_score).sum(axis=1) > k)
     if tied_rows.size:
+        # Keep the labels scored above the k-th value (all already in `top`) and fill the slots left with the
+        # lowest-id labels at the k-th value. One pass over the tied rows; at n = 1M float32 logits often tie.
         tied_chunk = chunk[tied_rows]
-        tied_kth = kth_score[tied_rows]
-        above = tied_chunk > tied_kth
-        at_kth = tied_chunk == tied_kth
-        # Fill the slots left after the strictly larger scores with the lowest-id labels at the k-th value.
-        free_slots = k - above.sum(axis=1, keepdims=True)
-        chosen = above | (at_kth & (np.cumsum(at_kth, axis=1) <= free_slots))
-        top[tied_rows] = np.nonzero(chosen)[1].reshape(tied_rows.size, k)
-        top_scores[tied_rows] = np.take_along_axis(tied_chunk, top[tied_rows], axis=1)
+        tied_kth = kth_score[tied_rows]  # (t, 1)
+        tied_top, above = top[tied_rows], top_scores[tied_rows] > tied_kth  # (t, k) each
+        free_slots = k - above.sum(axis=1)  # (t,)
+        at_rows, at_ids = np.nonzero(tied_chunk == tied_kth)  # row-major: ids ascending within a row
+        rank_at = np.arange(at_rows.size) - np.searchsorted(at_rows, at_rows)
+        fill = rank_at < free_slots[at_rows]
+        chosen = np.empty_like(tied_top)
+        above_rows = np.nonzero(above)[0]
+        chosen[above_rows, np.cumsum(above, axis=1)[above] - 1] = tied_top[above]
+        chosen[at_rows[fill], (k - free_slots)[at_rows[fill]] + rank_at[fill]] = at_ids[fill]
+        top[tied_rows] = chosen
+        top_scores[tied_rows] = np.take_along_axis(tied_chunk, chosen, axis=1)
     order = np.lexsort((top, -top_scores), axis=1)
     return np.take_along_axis(top, order, axis=1)
 

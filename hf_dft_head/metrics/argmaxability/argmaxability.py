@@ -49,9 +49,9 @@ Args:
         gets its radius from its own LP. Of the argmaxable sets a DFT head's sign-change rule decides (in
         microseconds, where a radius is one LP over all n rows), "auto" (default) computes all while
         distinct sets x num_labels <= RADIUS_ROW_BUDGET (250,000), else a random sample of
-        RADIUS_ROW_BUDGET // num_labels sets (at least 1); "all" computes every radius; "none" none; an integer
-        s >= 0 a sample of s sets. The sample is drawn with numpy.random.default_rng(radius_seed) from the
-        distinct sets in order of first appearance (references first). Sets without a radius count as not
+        RADIUS_ROW_BUDGET // num_labels sets (none above 250,000 labels); "all" computes every radius; "none"
+        none; an integer s >= 0 a sample of s sets. The sample is drawn with numpy.random.default_rng(radius_seed)
+        from the distinct sets in order of first appearance (references first). Sets without a radius count as not
         epsilon-argmaxable in the "epsilon_argmaxable" shares (a lower bound then) and are left out of the
         radius quantiles; "radius_computed_for" ("all", "sample", "none") and "radius_sets" say which.
     radius_seed: seed of the radius sample (default 0).
