@@ -333,3 +333,22 @@ def test_rule_rejected_rows_is_an_audit_option_recorded_for_verify() -> None:
         VerifierOptions(rule_rejected_rows=-5)
     # verify replays the recorded budget, not its own default.
     assert _recorded_options({"options": {"rule_rejected_rows": 512}}, None).rule_rejected_rows == 512
+
+
+def test_a_witness_of_the_row_subset_is_not_trusted_for_the_whole_head(monkeypatch) -> None:
+    """The subset LP sees only some rows: an "argmaxable" from it must be re-checked on all of them."""
+    n, k = 6000, 2
+    weight = gale_matrix(n, k)
+    labels = [10, 500, 1500, 2500, 3500, 4500]  # 11 sign changes > 2k: the rule rejects it
+    monkeypatch.setattr(engine, "RULE_CERTIFICATE_ATTEMPTS", 0)
+    seen = []
+
+    def subset_says_argmaxable(head, sub_labels, settings):
+        seen.append(head.num_labels)
+        witness = np.linalg.lstsq(head.weight, np.where(np.isin(np.arange(head.num_labels), sub_labels), 1.0, -1.0))
+        return engine.Verdict(tuple(sub_labels.tolist()), engine.ARGMAXABLE, witness=witness[0])
+
+    monkeypatch.setattr(engine, "_decide_lp", subset_says_argmaxable)
+    verdict = verify_label_sets(weight, None, [labels], dft_k=k, progress=False, rule_rejected_rows=300)[0]
+    assert seen and seen[0] <= 300  # the LP saw the subset only
+    assert verdict.status == "undecided" and "witness failed validation" in verdict.reason
