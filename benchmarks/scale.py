@@ -389,7 +389,7 @@ def main() -> None:
                     f"{1000 * seconds / examples[phase]:.3f} | {note} |",
                     flush=True,
                 )
-                if code is None or (code != 0 and phase == "train"):
+                if phase == "train" and code != 0:  # later phases read the trained checkpoint
                     break
         print(
             f"| {num_labels:,} | dense | requirement | - | {1000 * dense_state_gb(num_labels):.0f} | - | "

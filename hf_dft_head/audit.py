@@ -24,8 +24,9 @@ import hashlib
 import json
 import logging
 import os
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,7 @@ from .argmax import ARGMAXABLE, DEFAULT_BOX, DEFAULT_EPSILON, RULE_REJECTED_ROWS
 from .argmax.radii import RADIUS_ROW_BUDGET, RadiusPolicyResult, sets_digest, verify_with_radius_policy
 from .argmax.summary import summarise_audit_verdicts
 from .checkpoints import load_checkpoint
-from .metrics.quality import QualityAccumulator
+from .metrics.quality import QualityAccumulator, top_k_label_ids
 from .output_checks import jsonable
 from .prediction import decision_thresholds
 from .sigmoid_head import SigmoidHead, find_sigmoid_head
@@ -52,6 +53,9 @@ logger = logging.getLogger(__name__)
 VERDICTS = (ARGMAXABLE, UNARGMAXABLE, UNDECIDED)
 #: Cut-offs of the quality metrics recorded with an audit (P@k, R@k, F1@k, nDCG@k).
 QUALITY_KS = (1, 3, 5)
+#: Threads that threshold and rank the logit batches of a prediction pass (at most the cores available): at 1M labels
+#: that is ~0.6 s per batch of 32, the forward pass 0.1 s.
+PREDICTION_THREADS = 4
 
 
 @dataclass
@@ -313,24 +317,42 @@ def predict_label_sets(
     quality metrics of :func:`hf_dft_head.metrics.quality.multilabel_quality_report` at ``QUALITY_KS`` are computed:
     the ranking metrics from the logits, micro/macro-F1 and exact match from the predicted sets. Nothing of size
     ``(N, n)`` is held: each ``(batch_size, n)`` batch of logits gives its predicted sets (id lists) and its share of
-    the metrics' statistics (:class:`~hf_dft_head.metrics.quality.QualityAccumulator`), and is dropped.
+    the metrics' statistics (:class:`~hf_dft_head.metrics.quality.QualityAccumulator`), and is dropped. Batches are
+    thresholded and ranked by up to ``PREDICTION_THREADS`` threads (the cores available) while the model computes the
+    next; their statistics are added in batch order, so the report does not depend on the thread count.
     """
-    num_labels = int(model.config.num_labels)
     thresholds = decision_thresholds(model.config)[0]
-    accumulator = QualityAccumulator(num_labels, ks=QUALITY_KS) if gold_sets is not None else None
-    predicted: list[tuple[int, ...]] = []
-    for logits in logit_batches(
-        model, tokenizer, texts, batch_size=batch_size, max_length=max_length, progress=progress
-    ):
-        decisions = logits > thresholds  # (b, n) bool: the sets the model outputs
-        rows, labels = np.nonzero(decisions)
+    accumulator = QualityAccumulator(int(model.config.num_labels), ks=QUALITY_KS) if gold_sets is not None else None
+    top_k = max(QUALITY_KS) if accumulator is not None else 0
+
+    def outputs(logits: np.ndarray) -> tuple[list[tuple[int, ...]], np.ndarray | None]:
+        """One batch's predicted sets and top-k ids: the O(b n) work, in a worker thread (numpy releases the GIL)."""
+        rows, labels = np.nonzero(logits > thresholds)  # the sets the model outputs
         starts = np.searchsorted(rows, np.arange(len(logits) + 1))
         batch_sets = [tuple(labels[starts[i] : starts[i + 1]].tolist()) for i in range(len(logits))]
+        return batch_sets, top_k_label_ids(logits, top_k) if top_k else None
+
+    predicted: list[tuple[int, ...]] = []
+
+    def take(batch_sets: list[tuple[int, ...]], top: np.ndarray | None) -> None:
+        # In batch order, so the metrics are summed as in one pass; the threshold metrics are those of what the
+        # model predicts (its logit thresholds, if any), as ``QualityAccumulator.add_ranked`` reads them.
         if accumulator is not None:
-            gold = [list(s) for s in gold_sets[len(predicted) : len(predicted) + len(logits)]]
-            # The threshold metrics of what the model predicts, not of sigmoid > 0.5, when it has thresholds.
-            accumulator.add(logits, gold, predicted=decisions if np.any(thresholds) else None)
+            gold = [list(s) for s in gold_sets[len(predicted) : len(predicted) + len(batch_sets)]]
+            accumulator.add_ranked(top, gold, batch_sets)
         predicted.extend(batch_sets)
+
+    # At most `workers` batches in flight beyond the one being computed: memory stays a few (b, n) batches.
+    workers = max(1, min(available_cores(), PREDICTION_THREADS))
+    batches = logit_batches(model, tokenizer, texts, batch_size=batch_size, max_length=max_length, progress=progress)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque = deque()
+        for logits in batches:
+            pending.append(pool.submit(outputs, logits))
+            if len(pending) > workers:
+                take(*pending.popleft().result())
+        while pending:
+            take(*pending.popleft().result())
     return Predictions(predicted, accumulator.report() if accumulator is not None else None)
 
 

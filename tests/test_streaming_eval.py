@@ -107,3 +107,38 @@ def test_add_ranked_equals_add_and_checks_its_input():
         by_ids.add_ranked(np.tile(np.arange(12), (1, 1)), [[]], [[40]])
     with pytest.raises(ValueError, match="twice"):
         by_ids.add_ranked(np.tile(np.arange(12), (1, 1)), [[1, 1]], [[]])
+
+
+class IndexTokenizer:
+    """Texts are row numbers of the logit table: ``tokenizer(texts)`` gives ``{"example": ids}``."""
+
+    def __call__(self, texts, **_):
+        return {"example": torch.tensor([int(t) for t in texts])}
+
+
+@pytest.mark.parametrize("thresholds", [None, "per_label"])
+def test_audit_prediction_pass_in_threads_equals_the_in_memory_report(monkeypatch, thresholds):
+    """The audit's prediction pass ranks and thresholds batches in worker threads: its sets and metrics must be
+    those of the whole (N, n) matrix, for any thread count."""
+    from hf_dft_head import audit
+
+    logits, gold = problem(40, rows=31, seed=4)
+    model = FixedLogits(logits)
+    levels = np.zeros(40) if thresholds is None else np.linspace(-1.0, 1.0, 40)
+    model.config.logit_thresholds = None if thresholds is None else levels.tolist()
+    decided = logits > levels
+    want_sets = [tuple(np.flatnonzero(row).tolist()) for row in decided]
+    targets = multi_hot_from_label_ids(gold, 40)
+    # Ranking metrics from the logits; threshold metrics from what the model predicts (logit > its threshold).
+    want = multilabel_quality_report(logits, targets, ks=audit.QUALITY_KS)
+    shifted = multilabel_quality_report(logits - levels, targets, ks=audit.QUALITY_KS)
+    want.update({name: shifted[name] for name in ("micro_f1", "macro_f1", "exact_match")})
+    texts = [str(i) for i in range(len(gold))]
+    for threads in (1, 2, 4):
+        monkeypatch.setattr(audit, "PREDICTION_THREADS", threads)
+        monkeypatch.setattr(audit, "available_cores", lambda: 4)
+        got = audit.predict_label_sets(model, IndexTokenizer(), texts, gold_sets=gold, batch_size=3, progress=False)
+        assert got.label_sets == want_sets
+        same_report(got.quality, want)
+    no_gold = audit.predict_label_sets(model, IndexTokenizer(), texts, batch_size=5, progress=False)
+    assert no_gold.label_sets == want_sets and no_gold.quality is None
