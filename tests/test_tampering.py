@@ -273,6 +273,13 @@ def radius_sample_seed_changed(folder: Path) -> None:
     _write_certificate(folder, payload)
 
 
+def rule_rejected_budget_edited(folder: Path) -> None:
+    """The recorded options name another LP budget for rule-rejected sets than the one the audit ran with."""
+    payload = _certificate(folder)
+    payload["options"]["rule_rejected_rows"] = 64
+    _write_certificate(folder, payload)
+
+
 # (attack, what verify's mismatches must name)
 ATTACKS = [
     (weights_edited, "file model.safetensors: sha256 differs"),
@@ -307,6 +314,7 @@ ATTACKS = [
     (remote_code_claim_edited, "checks.remote_code.dtype_tolerance"),
     (radius_sample_claimed_complete, 'verifier.radius.computed_for: certificate says "all", recomputed "sample"'),
     (radius_sample_seed_changed, "verifier.radius.sampled_sets_sha256"),
+    (rule_rejected_budget_edited, "verifier.rule_rejected_rows: certificate says 4096, recomputed 64"),
 ]
 
 
