@@ -8,7 +8,8 @@ Pipeline for every label set (sign pattern ``sigma``: +1 on the set, -1 elsewher
    set (with slack columns too: slack inputs zero); it does not check the float64 or float32 rounding of
    ``G`` (``rule_only=False`` adds an LP witness that does). Without slack columns its "no" is backed by a
    Farkas certificate built from ``2k + 2`` rows (no LP), proven in exact arithmetic over the float64
-   matrix; with slack columns, or if that proof fails, the "no" goes to the LP.
+   matrix; with slack columns, or if that proof fails, the "no" goes to the LP (for a pure DFT head with more than
+   ``rule_rejected_rows`` labels, the LP over that many rows around the set: :func:`rows_around_set`).
 2. Any other set, in stages that stop as soon as the status *and* the epsilon decision are proven:
 
    a. the Chebyshev LP restricted to a small subspace (the set's rows and the most threatening
