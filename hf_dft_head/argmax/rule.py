@@ -47,6 +47,24 @@ def circle_positions(sets: LabelSets, label_order: np.ndarray | None = None) -> 
     return key - owner * np.int64(sets.num_labels)
 
 
+def labels_at_positions(positions: np.ndarray, label_order: np.ndarray | None) -> np.ndarray:
+    """The label ids sitting at circle ``positions`` (the inverse of ``label_order``; identity when ``None``).
+
+    Args:
+        positions: int array of circle positions in ``[0, n)``, any shape.
+        label_order: ``(n,)`` permutation (label ``i`` at position ``label_order[i]``), or ``None``.
+
+    Returns:
+        int64 array of ``positions``' shape.
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    if label_order is None:
+        return positions
+    inverse = np.empty(len(label_order), dtype=np.int64)
+    inverse[label_order] = np.arange(len(label_order))
+    return inverse[positions]
+
+
 def count_sign_changes(indptr: np.ndarray, positions: np.ndarray, num_labels: int) -> np.ndarray:
     """Sign changes of each set's indicator along the line of positions ``0..n-1`` (not cyclic).
 
@@ -164,12 +182,7 @@ def dft_rule_certificate(
     points.sort()
     pos = np.array([p for p, _ in points], dtype=np.int64)
     sigma = np.array([s for _, s in points])
-    if label_order is None:
-        rows = pos
-    else:
-        inverse = np.empty(num_labels, dtype=np.int64)
-        inverse[label_order] = np.arange(num_labels)
-        rows = inverse[pos]
+    rows = labels_at_positions(pos, label_order)
     width = dft_width(k)
     g = gale_matrix(num_labels, k)[pos] if weight is None else np.asarray(weight, dtype=np.float64)[rows, :width]
     _, _, vt = np.linalg.svd(g.T)

@@ -62,7 +62,7 @@ from .lp import (
     normalise_dtype_name,
     polish_certificate,
 )
-from .rule import circle_positions, count_sign_changes, dft_rule_certificate
+from .rule import circle_positions, count_sign_changes, dft_rule_certificate, labels_at_positions
 
 #: With at most this many usable rows per dimension (``n <= 2 (m + 1)``, e.g. a dense head over d features with
 #: n ~ d labels) the boxed LP starts from all rows: constraint generation would add most of them, solve by solve.
@@ -769,12 +769,7 @@ def rows_around_set(head: Head, labels: np.ndarray, budget: int) -> np.ndarray:
     reach = max(1, (budget // 2 // max(len(labels), 1) - 1) // 2)
     near = np.unique((positions[:, None] + np.arange(-reach, reach + 1)[None, :]) % n)
     spread = np.linspace(0, n, num=max(budget - len(near), 0), endpoint=False).astype(np.int64)
-    chosen = np.union1d(near, spread)
-    if order is None:
-        return chosen
-    inverse = np.empty(n, dtype=np.int64)
-    inverse[order] = np.arange(n)
-    return np.sort(inverse[chosen])
+    return np.sort(labels_at_positions(np.union1d(near, spread), order))
 
 
 def _decide_on_rows(head: Head, labels: np.ndarray, rows: np.ndarray, s: Settings) -> Verdict:
