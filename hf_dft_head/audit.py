@@ -42,7 +42,7 @@ from .argmax import ARGMAXABLE, DEFAULT_BOX, DEFAULT_EPSILON, RULE_REJECTED_ROWS
 from .argmax.radii import RADIUS_ROW_BUDGET, RadiusPolicyResult, sets_digest, verify_with_radius_policy
 from .argmax.summary import summarise_audit_verdicts
 from .checkpoints import load_checkpoint
-from .metrics.quality import QualityAccumulator, top_k_label_ids
+from .metrics.quality import QualityAccumulator, label_ids_by_row, top_k_label_ids
 from .output_checks import jsonable
 from .prediction import decision_thresholds
 from .sigmoid_head import SigmoidHead, find_sigmoid_head
@@ -327,9 +327,7 @@ def predict_label_sets(
 
     def outputs(logits: np.ndarray) -> tuple[list[tuple[int, ...]], np.ndarray | None]:
         """One batch's predicted sets and top-k ids: the O(b n) work, in a worker thread (numpy releases the GIL)."""
-        rows, labels = np.nonzero(logits > thresholds)  # the sets the model outputs
-        starts = np.searchsorted(rows, np.arange(len(logits) + 1))
-        batch_sets = [tuple(labels[starts[i] : starts[i + 1]].tolist()) for i in range(len(logits))]
+        batch_sets = [tuple(ids.tolist()) for ids in label_ids_by_row(logits > thresholds)]  # what the model outputs
         return batch_sets, top_k_label_ids(logits, top_k) if top_k else None
 
     predicted: list[tuple[int, ...]] = []

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics.quality import f1_from_counts, multi_hot_from_label_ids
+from .metrics.quality import f1_from_counts, label_ids_by_row, multi_hot_from_label_ids
 
 METRICS = ("micro_f1", "macro_f1")
 FALLBACKS = ("global", "zero")
@@ -252,9 +252,7 @@ def _array_batches(logits: np.ndarray, targets: np.ndarray) -> LogitBatches:
 
     def batches() -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
         for start in range(0, logits.shape[0], step):
-            rows, labels = np.nonzero(targets[start : start + step])
-            gold = np.split(labels, np.searchsorted(rows, np.arange(1, min(step, logits.shape[0] - start))))
-            yield logits[start : start + step], gold
+            yield logits[start : start + step], label_ids_by_row(targets[start : start + step])
 
     return batches
 

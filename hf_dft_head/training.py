@@ -54,7 +54,7 @@ from .console import progress_enabled
 from .encoder_features import FEATURES_COLUMN, bundled_encoder_path, check_encoder, compute_encoder_features
 from .gale import dft_width
 from .layers import DFTHead
-from .metrics.quality import QualityAccumulator, threshold_predictions, top_k_label_ids
+from .metrics.quality import QualityAccumulator, label_ids_by_row, threshold_predictions, top_k_label_ids
 from .modeling import DFTForMultiLabelClassification
 from .training_args import (
     RUN_MARKER,
@@ -144,10 +144,8 @@ def _batch_label_ids(
     """
     scores = logits.float().cpu().numpy()
     top = top_k_label_ids(scores, k)
-    predicted_rows, predicted_labels = np.nonzero(threshold_predictions(scores, threshold=threshold))
-    gold_rows, gold_labels = np.nonzero(labels.cpu().numpy())
-    predicted = np.split(predicted_labels, np.searchsorted(predicted_rows, np.arange(1, len(scores))))
-    gold = np.split(gold_labels, np.searchsorted(gold_rows, np.arange(1, len(scores))))
+    predicted = label_ids_by_row(threshold_predictions(scores, threshold=threshold))
+    gold = label_ids_by_row(labels.cpu().numpy())
     return list(zip(index.cpu().tolist(), top, predicted, gold))
 
 

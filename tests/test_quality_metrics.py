@@ -422,3 +422,17 @@ def test_quality_module_is_pure_numpy():
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "[]"
+
+
+def test_label_ids_by_row_inverts_multi_hot_with_empty_rows():
+    from hf_dft_head.metrics.quality import label_ids_by_row
+
+    rng = np.random.default_rng(7)
+    matrix = rng.random((9, 13)) < 0.3
+    matrix[[0, 4, 8]] = False  # empty rows, first and last included
+    got = label_ids_by_row(matrix)
+    assert [ids.tolist() for ids in got] == [[j for j in range(13) if matrix[i, j]] for i in range(9)]
+    assert all(ids.dtype == np.int64 for ids in got)
+    assert np.array_equal(multi_hot_from_label_ids([ids.tolist() for ids in got], 13).astype(bool), matrix)
+    assert [ids.tolist() for ids in label_ids_by_row(matrix.astype(np.float32))] == [ids.tolist() for ids in got]
+    assert label_ids_by_row(np.zeros((0, 5), dtype=bool)) == []

@@ -57,6 +57,7 @@ __all__ = [
     "exact_match",
     "f1_at_k",
     "f1_from_counts",
+    "label_ids_by_row",
     "macro_f1",
     "micro_f1",
     "multi_hot_from_label_ids",
@@ -810,6 +811,22 @@ class QualityAccumulator:
             exact_matches=self._exact_matches,
         )
         return _report_from(stats, self.ks, self.empty_rows, self.zero_division)
+
+
+def label_ids_by_row(matrix) -> list[np.ndarray]:
+    """The inverse of :func:`multi_hot_from_label_ids`: the ids of each row's non-zero columns, ascending.
+
+    Args:
+        matrix: (b, n) bool or 0/1 array (e.g. the decisions ``logits > thresholds``).
+
+    Returns:
+        b int64 arrays.
+    """
+    matrix = np.asarray(matrix)
+    if matrix.shape[0] == 0:
+        return []
+    rows, labels = np.nonzero(matrix)
+    return np.split(labels.astype(np.int64, copy=False), np.searchsorted(rows, np.arange(1, matrix.shape[0])))
 
 
 def multi_hot_from_label_ids(label_ids: Sequence[Sequence[int]], num_labels: int) -> np.ndarray:
