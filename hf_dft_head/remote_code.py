@@ -278,6 +278,12 @@ class RemoteProbe:
         section, process = dict(self._section), self._process
         if process is None:
             raise RuntimeError("RemoteProbe.result() after cancel(): start a new probe.")
+        # The package's side first, while the probe may still run (seconds at 1M labels).
+        model, tokenizer = self.model, self.tokenizer
+        expected = reference_head_logits(model, self._features)
+        package_ids, package_logits = (
+            package_text_logits(model, tokenizer, self.max_length) if tokenizer else (None, None)
+        )
         try:
             process.wait(timeout=PROBE_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -291,11 +297,6 @@ class RemoteProbe:
         summary = json.loads((scratch / "out.npz.json").read_text(encoding="utf-8"))
         logits64, dtype_logits = outputs["logits64"], outputs["dtype_logits"]
         remote_ids, remote_text_logits = outputs["input_ids"], outputs["text_logits"]
-        model, tokenizer = self.model, self.tokenizer
-        expected = reference_head_logits(model, self._features)
-        package_ids, package_logits = (
-            package_text_logits(model, tokenizer, self.max_length) if tokenizer else (None, None)
-        )
         dtype = summary["dtype"]
         float64_error = relative_error(logits64, expected)
         dtype_error = relative_error(dtype_logits, expected)
