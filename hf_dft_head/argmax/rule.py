@@ -60,9 +60,17 @@ def labels_at_positions(positions: np.ndarray, label_order: np.ndarray | None) -
     positions = np.asarray(positions, dtype=np.int64)
     if label_order is None:
         return positions
+    return labels_by_position(label_order)[positions]
+
+
+def labels_by_position(label_order: np.ndarray) -> np.ndarray:
+    """The inverse permutation of ``label_order``: entry ``p`` is the label at circle position ``p``, ``(n,)`` int64.
+
+    O(n) (8 ms at n = 1M): a caller that maps positions to labels for many sets computes it once.
+    """
     inverse = np.empty(len(label_order), dtype=np.int64)
     inverse[label_order] = np.arange(len(label_order))
-    return inverse[positions]
+    return inverse
 
 
 def count_sign_changes(indptr: np.ndarray, positions: np.ndarray, num_labels: int) -> np.ndarray:
@@ -136,6 +144,7 @@ def dft_rule_certificate(
     *,
     weight: np.ndarray | None = None,
     attempt: int = 0,
+    position_labels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """A Farkas certificate for a set that the rule rejects, from ``2k + 2`` rows of ``G`` (no LP).
 
@@ -149,6 +158,7 @@ def dft_rule_certificate(
             head as stored). Default: :func:`hf_dft_head.gale.gale_matrix`.
         attempt: which choice of rows: the ``k + 1`` runs of the set are picked evenly spread over its runs,
             starting ``attempt`` runs further on (another attempt, other rows, when one fails the exact proof).
+        position_labels: ``labels_by_position(label_order)`` when the caller has it (else computed here, O(n)).
 
     Returns:
         ``(rows, y)``: label ids (2k+2,) and weights ``y > 0`` summing to 1 with
@@ -182,7 +192,7 @@ def dft_rule_certificate(
     points.sort()
     pos = np.array([p for p, _ in points], dtype=np.int64)
     sigma = np.array([s for _, s in points])
-    rows = labels_at_positions(pos, label_order)
+    rows = labels_at_positions(pos, label_order) if position_labels is None else position_labels[pos]
     width = dft_width(k)
     g = gale_matrix(num_labels, k)[pos] if weight is None else np.asarray(weight, dtype=np.float64)[rows, :width]
     _, _, vt = np.linalg.svd(g.T)

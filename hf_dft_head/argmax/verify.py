@@ -62,7 +62,7 @@ from .lp import (
     normalise_dtype_name,
     polish_certificate,
 )
-from .rule import circle_positions, count_sign_changes, dft_rule_certificate, labels_at_positions
+from .rule import circle_positions, count_sign_changes, dft_rule_certificate, labels_by_position
 
 #: With at most this many usable rows per dimension (``n <= 2 (m + 1)``, e.g. a dense head over d features with
 #: n ~ d labels) the boxed LP starts from all rows: constraint generation would add most of them, solve by solve.
@@ -156,7 +156,8 @@ class Head:
         norms: ``(n,)`` row norms; unit_rows: ``(n, m)`` ``w_i / ||w_i||``; unit_bias: ``b_i / ||w_i||``.
         usable: rows with non-zero norm.
         dft_k: DFT parameter when the first ``2k + 1`` columns are ``G(n, k)[label_order]``.
-        label_order: ``(n,)`` circle positions (``None``: identity).
+        label_order: ``(n,)`` circle positions (``None``: identity); position_labels: its inverse, ``(n,)``, the
+            label at each circle position (``None`` with it).
         slack_dims: columns after the DFT block.
         dft_max_abs_error: ``max |W[:, :2k+1] - G[label_order]|`` (``None`` without ``dft_k``).
         dft_rule: the sign-change rule applies: the DFT block is bit for bit the float64 ``gale_matrix``
@@ -172,6 +173,7 @@ class Head:
     usable: np.ndarray
     dft_k: int | None = None
     label_order: np.ndarray | None = None
+    position_labels: np.ndarray | None = None
     slack_dims: int = 0
     dft_max_abs_error: float | None = None
     dft_rule: bool = False
@@ -256,6 +258,7 @@ def prepare_head(weight, bias=None, *, dft_k: int | None = None, label_order=Non
         )
     head.dft_k = int(dft_k)
     head.label_order = order
+    head.position_labels = None if order is None else labels_by_position(order)
     head.slack_dims = m - width
     head.dft_max_abs_error = error
     head.dft_rule = error == 0.0 and spread == 0.0
@@ -722,7 +725,13 @@ def _decide(head: Head, labels: np.ndarray, rule_says: bool | None, changes: int
     if head.slack_dims == 0:
         for attempt in range(RULE_CERTIFICATE_ATTEMPTS):
             built = dft_rule_certificate(
-                labels, head.num_labels, k, head.label_order, weight=head.weight, attempt=attempt
+                labels,
+                head.num_labels,
+                k,
+                head.label_order,
+                weight=head.weight,
+                attempt=attempt,
+                position_labels=head.position_labels,
             )
             if built is not None:
                 rows, y = built
@@ -769,7 +778,8 @@ def rows_around_set(head: Head, labels: np.ndarray, budget: int) -> np.ndarray:
     reach = max(1, (budget // 2 // max(len(labels), 1) - 1) // 2)
     near = np.unique((positions[:, None] + np.arange(-reach, reach + 1)[None, :]) % n)
     spread = np.linspace(0, n, num=max(budget - len(near), 0), endpoint=False).astype(np.int64)
-    return np.sort(labels_at_positions(np.union1d(near, spread), order))
+    around = np.union1d(near, spread)
+    return np.sort(around if order is None else head.position_labels[around])
 
 
 def _decide_on_rows(head: Head, labels: np.ndarray, rows: np.ndarray, s: Settings) -> Verdict:
