@@ -17,6 +17,7 @@ from transformers import PretrainedConfig
 
 from hf_dft_head import DFTConfig
 from hf_dft_head.configuration import REPR_MAX_LABELS
+from hf_dft_head.sigmoid_head import model_label_names
 
 
 def _same(a, b) -> bool:
@@ -115,3 +116,21 @@ def test_repr_is_short_past_the_limit_and_transformers_below(n):
     assert f"<{n} entries: {n - 1}, {n - 2}, ..., 0>" in text
     shown = json.loads(text.split(" ", 1)[1])
     assert shown["k"] == 2 and shown["head_kind"] == "dft" and shown["encoder"]["model_type"] == "bert"
+
+
+@pytest.mark.parametrize(
+    "id2label, n, expected",
+    [
+        ({0: "a", 1: "b", 2: "c"}, 3, ["a", "b", "c"]),
+        ({"1": "b", 0: 7}, 3, ["7", "b", "LABEL_2"]),  # string ids (a hand-written config), a non-string name
+        ({0: "a", 5: "f"}, 2, ["a", "LABEL_1"]),  # as many entries as labels, one of them out of range
+        ({}, 2, ["LABEL_0", "LABEL_1"]),
+    ],
+)
+def test_model_label_names_fill_unnamed_ids(id2label, n, expected):
+    class Config:
+        pass
+
+    config = Config()
+    config.id2label = id2label
+    assert model_label_names(config, n) == expected
