@@ -48,7 +48,7 @@ def main() -> None:
         start = time.perf_counter()
         report = audit.audit_head(head, sets, None, audit.VerifierOptions(workers=args.workers), progress=False)
         seconds = time.perf_counter() - start
-        workers = audit.resolve_workers(args.workers, head)  # inside the block: the cores are shared out there
+        workers = audit.resolve_workers(args.workers)  # inside the block: the cores are shared out there
     if processes.is_main:
         digest = hashlib.sha256(json.dumps(report, sort_keys=True, default=str).encode()).hexdigest()
         gold = report["gold"]

@@ -157,7 +157,7 @@ def _recompute(
         checks["code"] = code
     out.sections["checks"] = checks  # checks["remote_code"] is added below, once the probe has answered
     # The probe interpreter loads the checkpoint through its own code while this process audits (at 1M labels
-    # each takes tens of seconds; the pure DFT audit uses one core).
+    # each takes tens of seconds).
     with contextlib.ExitStack() as stack:
         if code is not None and remote_probe:
             probe = stack.enter_context(RemoteProbe(checkpoint, model, tokenizer, max_length=options.max_length))

@@ -8,6 +8,7 @@ verify, forged ones rejected) is tested in test_tampering.py, on its certified c
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -160,13 +161,8 @@ def test_rule_decides_a_200k_label_head_without_an_lp_per_set() -> None:
     assert seconds < 15.0, seconds  # ~1 s here; one LP per set would take ~3 s per set
 
 
-def test_workers_default_to_the_cores_for_lp_heads_only(small_case) -> None:
-    head = small_case[0]
-    cores = audit.available_cores()
-    assert audit.resolve_workers(None, head) == 1  # pure DFT: the rule decides in-process
-    assert audit.resolve_workers(None, SigmoidHead(head.weight, head.bias + 0.5, "dense", "x")) == cores
-    slack = SigmoidHead(np.c_[head.weight, np.ones(60)], head.bias, "dft", "x", dft_k=2, slack_dims=1)
-    assert audit.resolve_workers(None, slack) == cores and audit.resolve_workers(3, slack) == 3
+def test_workers_default_to_the_cores() -> None:
+    assert audit.resolve_workers(None) == audit.available_cores() and audit.resolve_workers(3) == 3
     assert VerifierOptions().workers is None and "workers" not in VerifierOptions().recorded()
     with pytest.raises(ValueError, match="--workers must be >= 1"):
         VerifierOptions(workers=0)
@@ -210,13 +206,38 @@ def test_results_do_not_depend_on_the_default_workers() -> None:
     sets = random_sets(30, 12, 4, seed=12)
     parallel = audit.verify_sets(head, sets, progress=False)  # workers=None: every available core
     serial = audit.verify_sets(head, sets, VerifierOptions(workers=1), progress=False)
-    assert audit.resolve_workers(None, head) == audit.available_cores()
+    assert audit.resolve_workers(None) == audit.available_cores()
     assert parallel[1] == serial[1] and parallel[1]["radius"]["computed_for"] == "all"
     assert [(r.status, r.epsilon_argmaxable, r.method) for r in parallel[0]] == [
         (r.status, r.epsilon_argmaxable, r.method) for r in serial[0]
     ]
     assert np.array_equal([r.radius for r in parallel[0]], [r.radius for r in serial[0]], equal_nan=True)
     assert {r.status for r in serial[0]} == {"argmaxable", "unargmaxable"}
+
+
+def test_a_pure_dft_heads_rule_rejected_sets_give_the_same_verdicts_on_every_core(monkeypatch) -> None:
+    """Pure DFT heads use the cores by default too (their rule-rejected sets are LPs): a permuted circle order, sets
+    the rule rejects (spread, and bunched on the circle), the 2k + 2-row proofs turned off (the forked workers
+    inherit the patch) so that every one goes to the LP on a row budget; every core and one give the same."""
+    monkeypatch.setattr(engine, "RULE_CERTIFICATE_ATTEMPTS", 0)
+    n, k = 5000, 2
+    head = dft_head(n, k, seed=4)
+    generator = np.random.default_rng(5)
+    sets = random_sets(n, 10, 9, seed=6)
+    bunched = head.label_order.argsort()[200:260]  # the labels at 60 neighbouring circle positions
+    sets += [tuple(sorted(generator.choice(bunched, 7, replace=False).tolist())) for _ in range(4)]
+    options = VerifierOptions(rule_rejected_rows=300, radius_sample=3)
+    parallel = audit.verify_sets(head, sets, options, progress=False)  # workers=None: every available core
+    serial = audit.verify_sets(head, sets, dataclasses.replace(options, workers=1), progress=False)
+    assert parallel[1] == serial[1]
+    assert [(r.status, r.method, r.reason) for r in parallel[0]] == [(r.status, r.method, r.reason) for r in serial[0]]
+    for a, b in zip(parallel[0], serial[0]):
+        assert (a.certificate_rows is None) == (b.certificate_rows is None)
+        assert a.certificate_rows is None or np.array_equal(a.certificate_rows, b.certificate_rows)
+    rejected = [s for s in sets if changes_on_circle(s, head.label_order, n) > 2 * k]
+    on_budget = [r for r in parallel[0] if "LP over" in r.reason and "of 5,000 rows" in r.reason]
+    assert len(rejected) >= 8 and len(on_budget) == len(rejected)
+    assert {r.status for r in on_budget} <= {"unargmaxable", "undecided"} and on_budget[0].status == "unargmaxable"
 
 
 # ------------------------------------------------------------------------------------------- the engine's bounds
