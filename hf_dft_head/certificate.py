@@ -145,7 +145,7 @@ def _recompute(
     """Every checkable section from the files with this package: head, checks, guarantee, probe and, with a
     ``spec``, the audit. ``code`` is the :func:`~hf_dft_head.certificate_checks.code_section`; ``remote_probe``
     also runs the checkpoint's own code in a separate interpreter (only meaningful when ``code`` passed)."""
-    model, tokenizer = load_checkpoint(checkpoint)
+    model, tokenizer = load_checkpoint(checkpoint, dft_config=code is not None)  # code: model_type is ours
     head = find_sigmoid_head(model)
     head_info, checks, guarantee, reasons = head_section(model, head)
     thresholds, thresholds_reason = thresholds_section(head)
