@@ -223,15 +223,24 @@ def phase_features(data: Path, train_examples: int) -> str:
 PHASES = ("load", "features", "train", "evaluate", "certify", "predict")
 
 
-HEAD_OPTIONS = {
-    "dft": ["--head", "dft", "--k", "10"],
-    "bottleneck": ["--head", "bottleneck"],
-    "dense": ["--head", "dense"],
-}
+HEAD_OPTIONS = {"dft": ["--head", "dft"], "bottleneck": ["--head", "bottleneck"], "dense": ["--head", "dense"]}
 
 
-def cli_command(phase: str, head: str, data: Path, run: Path, args: argparse.Namespace) -> list[str]:
-    """The ``hf-dft`` command line of a CLI phase."""
+def head_runs(args: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
+    """``(head kind, row name, train options)`` of every head to run: one DFT head per ``--dft-k``."""
+    runs = []
+    for head in args.heads:
+        if head != "dft":
+            runs.append((head, head, HEAD_OPTIONS[head]))
+            continue
+        for k in args.dft_k:
+            name = "dft" if args.dft_k == [10] else f"dft-k{k}"
+            runs.append((head, name, [*HEAD_OPTIONS[head], "--k", str(k)]))
+    return runs
+
+
+def cli_command(phase: str, head_options: list[str], data: Path, run: Path, args: argparse.Namespace) -> list[str]:
+    """The ``hf-dft`` command line of a CLI phase; ``head_options``: train's options of the head."""
     hf_dft = [sys.executable, "-m", "hf_dft_head.cli"]
     files = ["--data-files", *[f"{split}={data / f'{split}.jsonl'}" for split in ("train", "validation", "test")]]
     if phase == "train":
@@ -239,7 +248,7 @@ def cli_command(phase: str, head: str, data: Path, run: Path, args: argparse.Nam
             *hf_dft,
             "train",
             *files,
-            *HEAD_OPTIONS[head],
+            *head_options,
             "--freeze-encoder",
             "--encoder-layers",
             "1",
@@ -303,6 +312,13 @@ def main() -> None:
     parser.add_argument("--validation-examples", type=int, default=200, help="validation rows (evaluated by train)")
     parser.add_argument("--test-examples", type=int, default=1000, help="test rows (evaluate, certify, predict)")
     parser.add_argument("--heads", nargs="+", default=list(HEAD_OPTIONS), choices=list(HEAD_OPTIONS))
+    parser.add_argument(
+        "--dft-k",
+        type=int,
+        nargs="+",
+        default=[10],
+        help="k of the DFT head; several values train one DFT head each (rows dft-k<k>), to compare capacity",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="train and evaluation batch size")
     parser.add_argument(
         "--label-order",
@@ -370,22 +386,23 @@ def main() -> None:
                 f"{1000 * seconds / examples[phase]:.3f} | {note} |",
                 flush=True,
             )
-        for head in args.heads:
+        for head, name, head_options in head_runs(args):
             if head != "dft" and dense_state_gb(num_labels) > args.dense_limit_gb:
                 print(
-                    f"| {num_labels:,} | {head} | skipped | - | - | - | dense head state (weights+grads+Adam) "
+                    f"| {num_labels:,} | {name} | skipped | - | - | - | dense head state (weights+grads+Adam) "
                     f"{dense_state_gb(num_labels):.2f} GB > --dense-limit-gb {args.dense_limit_gb} |",
                     flush=True,
                 )
                 continue
-            run = size_dir / f"run_{head}"
+            run = size_dir / f"run_{name}"
             for phase in PHASES[2:]:
-                seconds, rss, code, tail = run_child(cli_command(phase, head, data, run, args), env, args.phase_timeout)
+                command = cli_command(phase, head_options, data, run, args)
+                seconds, rss, code, tail = run_child(command, env, args.phase_timeout)
                 note = {0: "ok", 1: "exit 1 (certify: not certified)", None: f"stopped at {args.phase_timeout:.0f} s"}
                 note = note.get(code, f"exit {code}") + (f": {tail[-300:]}" if code != 0 or phase == "evaluate" else "")
-                table[(num_labels, head, phase)] = (seconds / examples[phase], code)
+                table[(num_labels, name, phase)] = (seconds / examples[phase], code)
                 print(
-                    f"| {num_labels:,} | {head} | {phase} | {seconds:.1f} | {rss:.0f} | "
+                    f"| {num_labels:,} | {name} | {phase} | {seconds:.1f} | {rss:.0f} | "
                     f"{1000 * seconds / examples[phase]:.3f} | {note} |",
                     flush=True,
                 )
