@@ -82,7 +82,8 @@ class VerifierOptions:
         metadata={
             "help": "DFT heads: how many of the argmaxable sets the rule decides get their radius by LP, a random "
             "sample drawn with --radius-seed (0: none; default: all of them while sets x labels <= "
-            f"{RADIUS_ROW_BUDGET:,}, else {RADIUS_ROW_BUDGET:,} // labels: none above {RADIUS_ROW_BUDGET:,} labels)"
+            f"{RADIUS_ROW_BUDGET:,}, else {RADIUS_ROW_BUDGET:,} // labels: none above {RADIUS_ROW_BUDGET:,} labels; "
+            "for k > 10 the budget is (21 / (2k+1))^3 of that, as the LP costs more)"
         },
     )
     radius_seed: int = field(default=0, metadata={"help": "seed of the radius sample (see --radius-sample)"})
@@ -481,8 +482,8 @@ def _verifier_settings(
             "sampled_sets_sha256": sets_digest([label_sets[i] for i in chosen]) if computed_for == "sample" else None,
             "rule": "the radius of every set the LP decides comes from its LP; of the argmaxable sets the DFT rule "
             f"decides, all while sets x labels <= {RADIUS_ROW_BUDGET:,}, else a sample of {RADIUS_ROW_BUDGET:,} // "
-            "labels (none above that many labels) or --radius-sample sets, drawn with numpy.random.default_rng(seed) "
-            "from the distinct sets ordered by (size, ids)"
+            "labels (none above that many labels), both budgets times (21 / (2k+1))^3 for k > 10, or --radius-sample "
+            "sets, drawn with numpy.random.default_rng(seed) from the distinct sets ordered by (size, ids)"
             if radii
             else "none: --rule-only takes the rule's yes without an LP",
         },

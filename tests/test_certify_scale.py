@@ -134,6 +134,22 @@ def test_default_sample_fits_the_row_budget() -> None:
     assert radii.radius_sample_size(None, 1000, 250) == 1000
     assert radii.radius_sample_size(None, 20, 10_000) == 20
     assert radii.radius_sample_size(7, 40, 10_000) == 7 and radii.radius_sample_size(0, 40, 60) == 0
+    # Wider heads (k > 10): the budget shrinks by (21 / (2k + 1))^3; k <= 10 keeps it; a requested size is kept.
+    assert radii.radius_sample_size(None, 1000, 10_000, width=21) == 25
+    assert radii.radius_sample_size(None, 1000, 10_000, width=11) == 25
+    assert radii.radius_sample_size(None, 1000, 10_000, width=51) == 1  # 250,000 * 21^3 // (10^4 * 51^3)
+    assert radii.radius_sample_size(None, 1000, 10_000, width=101) == 0  # one radius LP: 16-52 s here
+    assert radii.radius_sample_size(None, 1000, 275, width=51) == 63
+    assert radii.radius_sample_size(9, 1000, 10_000, width=101) == 9
+
+
+def test_the_audit_passes_the_head_width_to_the_sample_size() -> None:
+    """k = 12 (width 25) at 5,000 labels: 250,000 * 21^3 // (5,000 * 25^3) = 29 radii by default, not 50."""
+    head = dft_head(5000, 12, seed=2)
+    sets = [tuple(range(start, start + 3)) for start in range(0, 4800, 60)]  # 80 arcs of 3 neighbouring ids
+    sets = [tuple(sorted(head.label_order.argsort()[list(s)].tolist())) for s in sets]  # ... on the circle
+    _, settings = audit.verify_sets(head, sets, VerifierOptions(), progress=False)
+    assert settings["radius"]["computed_for"] == "sample" and settings["radius"]["sample_size"] == 29
 
 
 def test_rule_decides_a_200k_label_head_without_an_lp_per_set() -> None:

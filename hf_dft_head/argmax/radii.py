@@ -6,7 +6,9 @@ therefore runs the engine with the rule's "yes" taken as is, keeps the radius of
 that LP), and computes the radii of the rule-decided argmaxable sets for all of them while ``sets x n`` stays
 within :data:`RADIUS_ROW_BUDGET` label rows, else for a seeded random sample of ``RADIUS_ROW_BUDGET // n`` sets (none
 above ``n = 250,000``, where one radius costs more than the budget: ~15 s at ``n = 1e6``), or for a requested number
-of them (0: none).
+of them (0: none). The budget is for heads of width ``m = 2k + 1 <= 21`` (k <= 10); a wider head's LP costs about
+``(m / 21)^3`` times more (at ``n = 1e4``: ~0.3 s per radius at k = 10, 16-52 s when the LP is hard at k = 50), so
+its budget is that much smaller (:func:`radius_sample_size`).
 """
 
 from __future__ import annotations
@@ -23,11 +25,17 @@ from .verify import ARGMAXABLE, Verdict, VerificationResult, verify_label_sets
 
 #: Label rows (sets x n) of rule-decided radius LPs run by default; beyond it a sample of ``budget // n`` sets.
 RADIUS_ROW_BUDGET = 250_000
+#: The head width the budget is for (k = 10); wider heads get ``(RADIUS_BUDGET_WIDTH / m)^3`` of it.
+RADIUS_BUDGET_WIDTH = 21
 
 
-def radius_sample_size(requested: int | None, population: int, num_labels: int) -> int:
-    """How many of ``population`` rule-decided argmaxable sets get a radius LP (see ``RADIUS_ROW_BUDGET``)."""
-    wanted = RADIUS_ROW_BUDGET // max(num_labels, 1) if requested is None else int(requested)
+def radius_sample_size(requested: int | None, population: int, num_labels: int, width: int = 1) -> int:
+    """How many of ``population`` rule-decided argmaxable sets get a radius LP: ``requested``, else
+    ``RADIUS_ROW_BUDGET // n`` scaled by ``(21 / width)^3`` for heads wider than 21 columns (module docstring)."""
+    if requested is not None:
+        return min(population, int(requested))
+    wide = max(int(width), RADIUS_BUDGET_WIDTH)
+    wanted = RADIUS_ROW_BUDGET * RADIUS_BUDGET_WIDTH**3 // (max(num_labels, 1) * wide**3)
     return min(population, wanted)
 
 
@@ -95,7 +103,8 @@ def verify_with_radius_policy(
     verdicts = list(answer.verdicts)
     population = [i for i, v in enumerate(verdicts) if v.status == ARGMAXABLE and v.method == "rule"]
     num_labels = np.shape(engine["weight"])[0] if num_labels is None else num_labels
-    size = radius_sample_size(radius_sample, len(population), num_labels) if radii else 0
+    width = np.shape(engine["weight"])[1]
+    size = radius_sample_size(radius_sample, len(population), num_labels, width) if radii else 0
     chosen = population
     if size < len(population):
         picked = np.random.default_rng(radius_seed).choice(len(population), size=size, replace=False)

@@ -49,7 +49,8 @@ Args:
         gets its radius from its own LP. Of the argmaxable sets a DFT head's sign-change rule decides (in
         microseconds, where a radius is one LP over all n rows), "auto" (default) computes all while
         distinct sets x num_labels <= RADIUS_ROW_BUDGET (250,000), else a random sample of
-        RADIUS_ROW_BUDGET // num_labels sets (none above 250,000 labels); "all" computes every radius; "none"
+        RADIUS_ROW_BUDGET // num_labels sets (none above 250,000 labels), the budget times (21 / (2k+1))^3 for
+        k > 10 (a wider LP costs more); "all" computes every radius; "none"
         none; an integer s >= 0 a sample of s sets. The sample is drawn with numpy.random.default_rng(radius_seed)
         from the distinct sets in order of first appearance (references first). Sets without a radius count as not
         epsilon-argmaxable in the "epsilon_argmaxable" shares (a lower bound then) and are left out of the
