@@ -19,6 +19,7 @@ from transformers import AutoModel
 from hf_dft_head import DFTForMultiLabelClassification
 from hf_dft_head.cli import main as cli_main
 from hf_dft_head.label_order import label_order
+from hf_dft_head.training_data import capacity_note
 
 WORDS = {
     "water": "water",
@@ -333,3 +334,24 @@ def test_unset_options_take_the_defaults_of_the_training_mode(tmp_path):
     assert json.loads(json.dumps(frozen.to_json()))["learning_rate"] == 0.1  # what training_args.json records
     with pytest.raises(ValueError, match="--learning-rate must be a number > 0"):
         check_arguments(DFTTrainingArguments(output_dir=str(tmp_path / "c"), learning_rate=0.0))
+
+
+@pytest.mark.parametrize(
+    "n, k, slack, hidden, expected",
+    [
+        (34, 10, 0, 384, None),  # the main job: 1.6 labels per dimension
+        (2_100, 10, 0, 384, None),  # exactly 100 per dimension: no note
+        (2_101, 10, 0, 384, ["2,101 labels", "= 21 dimensions", "(100 labels per dimension)", "up to 191"]),
+        (10_000, 10, 8, 384, ["= 29 dimensions", "(345 labels per dimension)", "up to 187 with this encoder's 384"]),
+        (1_000_000, 191, 0, 384, ["= 383 dimensions", "k = 191 is the largest this encoder allows", "--slack-dims"]),
+    ],
+)
+def test_capacity_note_names_the_labels_per_dimension_and_the_largest_k(n, k, slack, hidden, expected):
+    note = capacity_note(n, k, slack, hidden)
+    if expected is None:
+        assert note is None
+        return
+    assert all(part in note for part in expected), note
+    # The largest k it names fits the encoder: 2k + 1 + slack <= hidden, and one more would not.
+    largest = (hidden - 1 - slack) // 2
+    assert 2 * largest + 1 + slack <= hidden < 2 * (largest + 1) + 1 + slack
