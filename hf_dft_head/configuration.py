@@ -205,7 +205,7 @@ class DFTConfig(PretrainedConfig):
 
         transformers logs every config it loads with an f-string (``logger.info(f"Model config {config}")``) that is
         formatted whether INFO is shown or not: the full JSON of a 100k-label config took 11 s per load, and even the
-        differences from the defaults (``to_diff_dict``, which copies and walks every label) 2.2 s at 1M labels.
+        differences from the defaults (``to_diff_dict``, which copies and walks every label) 1 s at 1M labels.
         """
         if (self.num_labels or 0) <= REPR_MAX_LABELS:
             return super().__repr__()

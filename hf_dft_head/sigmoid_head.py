@@ -121,12 +121,8 @@ def describe_label_order(label_order: np.ndarray | None) -> str | None:
 def model_label_names(config, num_labels: int) -> list[str]:
     """The label names of a model config, ``LABEL_<i>`` where it names none."""
     id2label = getattr(config, "id2label", None) or {}
-    # map/zip run in C: 0.15 s for 1M labels, where a comprehension over the items took 1.7 s.
-    by_id = dict(zip(map(int, id2label.keys()), map(str, id2label.values())))
-    names = list(map(by_id.get, range(num_labels)))
-    if None in names:  # ids the config names no label for
-        names = [f"LABEL_{i}" if name is None else name for i, name in enumerate(names)]
-    return names
+    by_id = {int(key): str(value) for key, value in id2label.items()}
+    return [by_id.get(i, f"LABEL_{i}") for i in range(num_labels)]
 
 
 def _tanh_bounded_bert_classifier(model, linear) -> bool:
