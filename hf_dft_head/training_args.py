@@ -62,7 +62,11 @@ class DFTTrainingArguments(data_lib.DataArguments):
     head: Literal[HEAD_KINDS] = _option(
         "dft", "output head: dft, bottleneck (d -> r -> n) or dense (the usual sigmoid classifier)"
     )
-    k: int = _option(10, "DFT head: every label set of at most k labels is guaranteed outputtable")
+    k: int = _option(
+        10,
+        "DFT head: every label set of at most k labels is guaranteed outputtable; the head decides in 2k+1 "
+        "dimensions, so a larger k also adds capacity (thousands of labels: README, 'Choosing k at many labels')",
+    )
     slack_dims: int = _option(0, "DFT head: trainable slack columns next to the fixed DFT matrix (more capacity)")
     label_order: Literal[LABEL_ORDER_METHODS] = _option(
         "cooccurrence",
