@@ -9,7 +9,7 @@ import numpy as np
 from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from .gale import check_dft_sizes, check_label_order, dft_width
+from .gale import check_dft_sizes, check_label_order, dft_width, largest_dft_k
 
 HEAD_KINDS = ("dft", "bottleneck", "dense")
 POOLINGS = ("cls", "mean")
@@ -249,7 +249,7 @@ class DFTConfig(PretrainedConfig):
                 raise ValueError(
                     f"2k+1+slack_dims = {width} exceeds the encoder hidden size {self.hidden_size}: the projection "
                     "x = P h + c cannot be onto, so the argmaxability guarantee would not transfer from the head to "
-                    f"the encoder's features. Use k <= {(self.hidden_size - 1 - self.slack_dims) // 2} or fewer "
+                    f"the encoder's features. Use k <= {largest_dft_k(self.hidden_size, self.slack_dims)} or fewer "
                     "slack dimensions."
                 )
         elif self.label_order is not None:

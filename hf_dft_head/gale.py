@@ -15,6 +15,12 @@ def dft_width(k: int, slack_dims: int = 0) -> int:
     return 2 * int(k) + 1 + int(slack_dims)
 
 
+def largest_dft_k(columns: int, slack_dims: int = 0) -> int:
+    """The largest ``k`` with ``dft_width(k, slack_dims) <= columns`` (0 when even ``k = 1`` does not fit): the limit
+    the number of labels or the encoder's width puts on ``k``."""
+    return max((int(columns) - 1 - int(slack_dims)) // 2, 0)
+
+
 def check_dft_sizes(num_labels: int, k: int, slack_dims: int = 0) -> None:
     """Raise a ``ValueError`` naming the limit when (n, k, s) cannot form a DFT layer.
 
@@ -32,7 +38,7 @@ def check_dft_sizes(num_labels: int, k: int, slack_dims: int = 0) -> None:
     if width > num_labels:
         raise ValueError(
             f"2k+1+slack_dims = {width} exceeds num_labels = {num_labels}: the DFT layer needs at most "
-            f"as many columns as labels. Use k <= {max((num_labels - 1 - slack_dims) // 2, 0)} "
+            f"as many columns as labels. Use k <= {largest_dft_k(num_labels, slack_dims)} "
             f"with slack_dims={slack_dims}, or fewer slack dimensions."
         )
 

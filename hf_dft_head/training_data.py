@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from . import data as data_lib
 from .encoder_features import FEATURES_COLUMN
 from .feature_batches import InMemoryFeatures, whole_batch
+from .gale import dft_width, largest_dft_k
 from .label_order import label_order, order_statistics
 from .training_args import DFTTrainingArguments, read_json_file
 
@@ -168,11 +169,11 @@ def capacity_note(num_labels: int, k: int, slack_dims: int, hidden_size: int) ->
     """A note for a DFT head with very many labels per input dimension (``None`` at or below
     :data:`CAPACITY_NOTE_LABELS_PER_DIMENSION`): how many, what was measured, and the largest ``k`` the encoder
     allows (``2k + 1 + slack_dims <= hidden_size``)."""
-    width = 2 * k + 1 + slack_dims
+    width = dft_width(k, slack_dims)
     per_dimension = num_labels / width
     if per_dimension <= CAPACITY_NOTE_LABELS_PER_DIMENSION:
         return None
-    largest_k = (hidden_size - 1 - slack_dims) // 2
+    largest_k = largest_dft_k(hidden_size, slack_dims)
     advice = (
         f"a larger --k (up to {largest_k} with this encoder's {hidden_size} features) adds capacity and strengthens "
         "the guarantee"

@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.optimize import linprog
 
-from hf_dft_head.gale import gale_matrix
+from hf_dft_head.gale import check_dft_sizes, dft_width, gale_matrix, largest_dft_k
 from hf_dft_head.layers import (
     BottleneckHead,
     DenseHead,
@@ -209,3 +209,14 @@ def test_every_small_set_is_argmaxable_in_the_models_own_head(n, k, s):
     # and the projection is onto the head space, so the guarantee transfers to encoder features
     p, _ = head.projection()
     assert np.linalg.matrix_rank(p) == 2 * k + 1 + s
+
+
+def test_largest_dft_k_is_the_limit_the_size_checks_name():
+    for columns, slack in itertools.product(range(0, 40), range(0, 6)):
+        largest = largest_dft_k(columns, slack)
+        assert largest >= 0 and dft_width(largest + 1, slack) > columns
+        assert largest == 0 or dft_width(largest, slack) <= columns
+    # The error for too many columns names it, and that k does fit.
+    with pytest.raises(ValueError, match=r"Use k <= 8 with slack_dims=3"):
+        check_dft_sizes(20, 9, 3)
+    check_dft_sizes(20, 8, 3)
