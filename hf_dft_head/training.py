@@ -186,9 +186,10 @@ def _train(args: DFTTrainingArguments) -> dict[str, Any]:
     accelerator, changed_args, encoder_path = _start(args)
     loaded, positions, statistics = _load_data(args, accelerator)
     model, tokenizer = _build_model(args, encoder_path, loaded.vocabulary, positions)
-    note = capacity_note(loaded.num_labels, args.k, args.slack_dims, model.config.hidden_size)
-    if args.head == "dft" and note and accelerator.is_main_process:
-        print(note)
+    if args.head == "dft" and accelerator.is_main_process:
+        note = capacity_note(loaded.num_labels, args.k, args.slack_dims, model.config.hidden_size)
+        if note:
+            print(note)
     _replace_old_run(args, accelerator, loaded, statistics)
     legacy_loop = os.environ.get(ROW_LOADER_ENV) == "1"
     loaders = _make_loaders(args, accelerator, model, tokenizer, loaded, legacy_loop)
