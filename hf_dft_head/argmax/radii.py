@@ -29,7 +29,9 @@ RADIUS_ROW_BUDGET = 250_000
 RADIUS_BUDGET_WIDTH = 21
 
 
-def radius_sample_size(requested: int | None, population: int, num_labels: int, width: int = 1) -> int:
+def radius_sample_size(
+    requested: int | None, population: int, num_labels: int, width: int = RADIUS_BUDGET_WIDTH
+) -> int:
     """How many of ``population`` rule-decided argmaxable sets get a radius LP: ``requested``, else
     ``RADIUS_ROW_BUDGET // n`` scaled by ``(21 / width)^3`` for heads wider than 21 columns (module docstring)."""
     if requested is not None:

@@ -47,22 +47,6 @@ def circle_positions(sets: LabelSets, label_order: np.ndarray | None = None) -> 
     return key - owner * np.int64(sets.num_labels)
 
 
-def labels_at_positions(positions: np.ndarray, label_order: np.ndarray | None) -> np.ndarray:
-    """The label ids sitting at circle ``positions`` (the inverse of ``label_order``; identity when ``None``).
-
-    Args:
-        positions: int array of circle positions in ``[0, n)``, any shape.
-        label_order: ``(n,)`` permutation (label ``i`` at position ``label_order[i]``), or ``None``.
-
-    Returns:
-        int64 array of ``positions``' shape.
-    """
-    positions = np.asarray(positions, dtype=np.int64)
-    if label_order is None:
-        return positions
-    return labels_by_position(label_order)[positions]
-
-
 def labels_by_position(label_order: np.ndarray) -> np.ndarray:
     """The inverse permutation of ``label_order``: entry ``p`` is the label at circle position ``p``, ``(n,)`` int64.
 
@@ -192,7 +176,9 @@ def dft_rule_certificate(
     points.sort()
     pos = np.array([p for p, _ in points], dtype=np.int64)
     sigma = np.array([s for _, s in points])
-    rows = labels_at_positions(pos, label_order) if position_labels is None else position_labels[pos]
+    if position_labels is None and label_order is not None:
+        position_labels = labels_by_position(label_order)
+    rows = pos if position_labels is None else position_labels[pos]
     width = dft_width(k)
     g = gale_matrix(num_labels, k)[pos] if weight is None else np.asarray(weight, dtype=np.float64)[rows, :width]
     _, _, vt = np.linalg.svd(g.T)
